@@ -1,0 +1,443 @@
+"""The DCGAN graph: generator, discriminator, losses, optimizers and the training step.
+
+TensorFlow 1.x graph mode through `tf.compat.v1`, eager execution disabled on import. No Keras:
+Keras 3 (bundled with TF 2.16+) removed `tf.compat.v1.layers`, so every layer here is a few
+`tf.compat.v1.get_variable` calls under a `variable_scope` plus a `tf.nn` op. Checkpoint names
+therefore read `generator/deconv2/kernel`, `discriminator/bn3/moving_mean`, and so on.
+
+Every hyperparameter of the paper (Radford et al. 2015) and of the blog post this project follows
+is a named default right below; nothing else in the project repeats a number of the paper.
+No file I/O and no flags live here: that is `data.py` and `train.py`.
+"""
+import collections
+
+import tensorflow as tf
+from tensorflow.core.protobuf import rewriter_config_pb2
+
+tf1 = tf.compat.v1
+tf1.disable_eager_execution()
+
+# --- The paper's and the blog post's hyperparameters, in one place. ---------------------------
+Z_DIM = 100              # z ~ U(-1, 1)^100
+IMAGE_SIZE = 32          # SVHN is 32x32; MNIST is padded to 32x32 by data.py
+BATCH_SIZE = 128
+LEARNING_RATE = 0.0002   # Adam, both networks
+BETA1 = 0.5              # Adam momentum; 0.9 made training oscillate in the paper
+ALPHA = 0.2              # leaky ReLU slope in the discriminator
+SMOOTH = 0.1             # one-sided label smoothing: real labels are 1 - SMOOTH, fake labels 0
+INIT_STDDEV = 0.02       # all weights ~ N(0, 0.02)
+KERNEL_SIZE = 5          # every convolution is 5x5 ...
+STRIDE = 2               # ... stride 2, 'SAME' padding
+BN_EPSILON = 1e-5        # the fused kernel raises anything below 1.001e-5 to 1.001e-5 (cuDNN's floor)
+BN_MOMENTUM = 0.9        # moving statistics: m <- 0.9 m + 0.1 batch
+G_STEPS = 2              # generator updates per discriminator update (the blog post's notebook)
+G_BASE_SHAPE = (4, 4, 512)
+G_FILTERS = (256, 128)   # then output_dim channels
+D_FILTERS = (64, 128, 256)
+
+GENERATOR_SCOPE = "generator"
+DISCRIMINATOR_SCOPE = "discriminator"
+PRECISIONS = ("float32", "bfloat16")
+
+
+# --- Layers ----------------------------------------------------------------------------------
+def _weight(name, shape, compute_dtype):
+    """A float32 master weight ~ N(0, INIT_STDDEV), read (and cast) at the point of use.
+
+    The read op is created where the layer is built, so a layer built under a control dependency
+    reads the value the variable has after that dependency ran (resource variables guarantee it).
+    """
+    var = tf1.get_variable(name, shape, tf.float32,
+                           initializer=tf1.random_normal_initializer(0.0, INIT_STDDEV))
+    return tf.cast(var, compute_dtype) if compute_dtype != tf.float32 else var
+
+
+def _bias(name, size, compute_dtype):
+    var = tf1.get_variable(name, [size], tf.float32, initializer=tf1.zeros_initializer())
+    return tf.cast(var, compute_dtype) if compute_dtype != tf.float32 else var
+
+
+# A layer followed by batch norm has no bias (use_bias=False): batch norm subtracts the mean, so
+# such a bias has an exactly zero gradient, and Adam, which divides by the gradient's RMS, turns
+# that gradient's round-off noise into steps as large as the learning rate. Batch norm's beta is
+# the bias. The paper's reference code and PyTorch's DCGAN example do the same.
+def _dense(x, units, name, use_bias=True):
+    with tf1.variable_scope(name):
+        y = tf.matmul(x, _weight("kernel", [x.shape[-1], units], x.dtype))
+        return tf.nn.bias_add(y, _bias("bias", units, x.dtype)) if use_bias else y
+
+
+def _conv2d(x, filters, name, use_bias=True):
+    with tf1.variable_scope(name):
+        kernel = _weight("kernel", [KERNEL_SIZE, KERNEL_SIZE, x.shape[-1], filters], x.dtype)
+        y = tf.nn.conv2d(x, kernel, strides=STRIDE, padding="SAME")
+        return tf.nn.bias_add(y, _bias("bias", filters, x.dtype)) if use_bias else y
+
+
+def _conv2d_transpose(x, filters, name, use_bias=True):
+    with tf1.variable_scope(name):
+        # A transposed kernel is [height, width, out_channels, in_channels].
+        kernel = _weight("kernel", [KERNEL_SIZE, KERNEL_SIZE, filters, x.shape[-1]], x.dtype)
+        height, width = x.shape[1] * STRIDE, x.shape[2] * STRIDE
+        output_shape = tf.stack([tf.shape(x)[0], height, width, filters])
+        y = tf.nn.conv2d_transpose(x, kernel, output_shape, strides=STRIDE, padding="SAME")
+        y = tf.reshape(y, [-1, height, width, filters])  # restore the static shape
+        return tf.nn.bias_add(y, _bias("bias", filters, x.dtype)) if use_bias else y
+
+
+def _batch_norm(x, training, name, update_moving_stats=True):
+    """Fused batch norm (NHWC) with float32 parameters and statistics, whatever x's dtype.
+
+    Training mode normalizes with the batch statistics and, if `update_moving_stats`, adds the
+    moving-average updates to the UPDATE_OPS collection (the TF1 convention: the optimizer runs
+    them as control dependencies). Inference mode normalizes with the moving statistics.
+    """
+    channels = x.shape[-1]
+    with tf1.variable_scope(name):
+        gamma = tf1.get_variable("gamma", [channels], initializer=tf1.ones_initializer())
+        beta = tf1.get_variable("beta", [channels], initializer=tf1.zeros_initializer())
+        moving_mean = tf1.get_variable("moving_mean", [channels], trainable=False,
+                                       initializer=tf1.zeros_initializer())
+        moving_variance = tf1.get_variable("moving_variance", [channels], trainable=False,
+                                           initializer=tf1.ones_initializer())
+        if not training:
+            y, _, _ = tf1.nn.fused_batch_norm(x, gamma, beta, moving_mean, moving_variance,
+                                              epsilon=BN_EPSILON, is_training=False)
+            return y
+        y, batch_mean, batch_variance = tf1.nn.fused_batch_norm(x, gamma, beta,
+                                                                epsilon=BN_EPSILON,
+                                                                is_training=True)
+        if update_moving_stats:
+            decay = 1.0 - BN_MOMENTUM
+            tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, tf1.assign_sub(
+                moving_mean, (moving_mean - batch_mean) * decay, name="update_moving_mean"))
+            tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, tf1.assign_sub(
+                moving_variance, (moving_variance - batch_variance) * decay,
+                name="update_moving_variance"))
+        return y
+
+
+# --- Networks --------------------------------------------------------------------------------
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _compute_dtype(precision):
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return tf.bfloat16 if precision == "bfloat16" else tf.float32
+
+
+def generator(z, output_dim, reuse=False, training=True, precision="float32"):
+    """Maps z to a batch of 32x32 images in [-1, 1].
+
+    dense -> 4x4x512 -> BN, ReLU -> deconv 8x8x256 -> BN, ReLU -> deconv 16x16x128 -> BN, ReLU
+    -> deconv 32x32x`output_dim` -> tanh. All deconvolutions 5x5, stride 2, 'SAME'.
+
+    Args:
+      z: float tensor [batch, z_dim] with a known z_dim.
+      output_dim: number of image channels (3 for SVHN, 1 for MNIST).
+      reuse: reuse the variables of an earlier call (a second pass sharing the weights).
+      training: batch statistics (and moving-average updates in UPDATE_OPS) if True; the moving
+        statistics (inference) if False.
+      precision: 'float32' or 'bfloat16' compute; weights and BN statistics stay float32.
+
+    Returns:
+      A float32 tensor [batch, 32, 32, output_dim] in [-1, 1].
+
+    Raises:
+      ValueError: z is not of rank 2 with a known last dimension, output_dim is not a positive
+        integer, or precision is unknown.
+    """
+    _check_positive_int(output_dim, "output_dim")
+    if z.shape.rank != 2 or z.shape[-1] is None:
+        raise ValueError(f"z must have shape [batch, z_dim] with a known z_dim, got {z.shape}")
+    dtype = _compute_dtype(precision)
+    with tf1.variable_scope(GENERATOR_SCOPE, reuse=reuse):
+        x = _dense(tf.cast(z, dtype), G_BASE_SHAPE[0] * G_BASE_SHAPE[1] * G_BASE_SHAPE[2],
+                   "dense1", use_bias=False)
+        x = tf.reshape(x, [-1, *G_BASE_SHAPE])
+        x = tf.nn.relu(_batch_norm(x, training, "bn1"))
+        for index, filters in enumerate(G_FILTERS, start=2):
+            x = _conv2d_transpose(x, filters, f"deconv{index}", use_bias=False)
+            x = tf.nn.relu(_batch_norm(x, training, f"bn{index}"))
+        logits = _conv2d_transpose(x, output_dim, f"deconv{len(G_FILTERS) + 2}")
+        images = tf.tanh(tf.cast(logits, tf.float32))
+    images.shape.assert_is_compatible_with([None, IMAGE_SIZE, IMAGE_SIZE, output_dim])
+    return images
+
+
+def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32",
+                  update_moving_stats=True):
+    """Scores a batch of images: the probability that each is real, and its logit.
+
+    conv 64 -> leaky ReLU -> conv 128 -> BN, leaky ReLU -> conv 256 -> BN, leaky ReLU -> flatten
+    -> dense 1. All convolutions 5x5, stride 2, 'SAME'.
+
+    Args:
+      x: float tensor [batch, 32, 32, channels] in [-1, 1].
+      reuse: reuse the variables of an earlier call.
+      alpha: leaky ReLU slope for negative inputs.
+      training: batch statistics if True, moving statistics if False.
+      precision: 'float32' or 'bfloat16' compute.
+      update_moving_stats: in training mode, whether this pass adds its moving-average updates to
+        UPDATE_OPS. The training graph lets only the pass over real images update them, so each
+        step updates them once, in a fixed order.
+
+    Returns:
+      (probability, logits): two float32 tensors of shape [batch, 1].
+
+    Raises:
+      ValueError: x is not [batch, 32, 32, channels] with known channels, or alpha is negative,
+        or precision is unknown.
+    """
+    if x.shape.rank != 4 or x.shape[1] != IMAGE_SIZE or x.shape[2] != IMAGE_SIZE \
+            or x.shape[3] is None:
+        raise ValueError(f"x must have shape [batch, {IMAGE_SIZE}, {IMAGE_SIZE}, channels] with "
+                         f"known channels, got {x.shape}")
+    if not alpha >= 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+    dtype = _compute_dtype(precision)
+    with tf1.variable_scope(DISCRIMINATOR_SCOPE, reuse=reuse):
+        h = tf.cast(x, dtype)
+        for index, filters in enumerate(D_FILTERS, start=1):
+            batch_norm = index > 1  # no batch norm on the first layer (the paper)
+            h = _conv2d(h, filters, f"conv{index}", use_bias=not batch_norm)
+            if batch_norm:
+                h = _batch_norm(h, training, f"bn{index}", update_moving_stats)
+            h = tf.nn.leaky_relu(h, alpha)
+        flat = tf.reshape(h, [-1, h.shape[1] * h.shape[2] * h.shape[3]])
+        logits = tf.cast(_dense(flat, 1, "logits"), tf.float32)
+    return tf.sigmoid(logits), logits
+
+
+def sampler(z, output_dim, precision="float32"):
+    """The generator in inference mode (moving statistics), sharing the trained weights.
+
+    Build it once after the training graph; run it for sample grids and for `generate.py`.
+    A sample then depends only on its own z, never on the rest of the batch.
+    """
+    return generator(z, output_dim, reuse=tf1.AUTO_REUSE, training=False, precision=precision)
+
+
+# --- Losses and optimizers -------------------------------------------------------------------
+def _xent(logits, label):
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+        logits=logits, labels=tf.fill(tf.shape(logits), label)))
+
+
+def _check_smooth(smooth):
+    if not 0.0 <= smooth < 1.0:
+        raise ValueError(f"smooth must be in [0, 1), got {smooth!r}")
+
+
+def discriminator_loss(real_logits, fake_logits, smooth=SMOOTH):
+    """Sigmoid cross-entropy with real labels 1 - smooth (one-sided smoothing), fake labels 0."""
+    _check_smooth(smooth)
+    return _xent(real_logits, 1.0 - smooth) + _xent(fake_logits, 0.0)
+
+
+def generator_loss(fake_logits):
+    """The non-saturating generator loss: sigmoid cross-entropy of D(G(z)) against label 1."""
+    return _xent(fake_logits, 1.0)
+
+
+ModelLoss = collections.namedtuple("ModelLoss", "d_loss g_loss d_real d_fake fake_images")
+
+
+def model_loss(input_real, input_z, output_dim, alpha=ALPHA, smooth=SMOOTH, precision="float32"):
+    """The blog post's losses: D and G sigmoid cross-entropy with one-sided label smoothing.
+
+    Args:
+      input_real: float tensor [batch, 32, 32, output_dim] of real images in [-1, 1].
+      input_z: float tensor [batch, z_dim].
+      output_dim: image channels.
+      alpha: leaky ReLU slope of the discriminator.
+      smooth: real labels are 1 - smooth; must be in [0, 1).
+      precision: 'float32' or 'bfloat16' compute.
+
+    Returns:
+      ModelLoss(d_loss, g_loss, d_real, d_fake, fake_images): the two scalar losses, mean D(x) and
+      mean D(G(z)) for logging, and the generated batch.
+
+    Raises:
+      ValueError: smooth outside [0, 1), or any shape error of the networks.
+    """
+    _check_smooth(smooth)
+    fake = generator(input_z, output_dim, training=True, precision=precision)
+    _check_channels(input_real, output_dim)
+    real_prob, real_logits = discriminator(input_real, alpha=alpha, precision=precision)
+    fake_prob, fake_logits = discriminator(fake, reuse=True, alpha=alpha, precision=precision,
+                                           update_moving_stats=False)
+    return ModelLoss(discriminator_loss(real_logits, fake_logits, smooth),
+                     generator_loss(fake_logits),
+                     tf.reduce_mean(real_prob), tf.reduce_mean(fake_prob), fake)
+
+
+def _check_channels(images, output_dim):
+    if images.shape.rank != 4 or images.shape[-1] != output_dim:
+        raise ValueError(f"real images must have shape [batch, {IMAGE_SIZE}, {IMAGE_SIZE}, "
+                         f"{output_dim}], got {images.shape}")
+
+
+def _scope_variables(scope, collection=tf1.GraphKeys.TRAINABLE_VARIABLES):
+    return tf1.get_collection(collection, scope=scope + "/")
+
+
+def _adam(learning_rate, beta1, name):
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+    if not 0.0 <= beta1 < 1.0:
+        raise ValueError(f"beta1 must be in [0, 1), got {beta1!r}")
+    return tf1.train.AdamOptimizer(learning_rate, beta1=beta1, name=name)
+
+
+def model_optimizers(d_loss, g_loss, learning_rate=LEARNING_RATE, beta1=BETA1):
+    """Two Adam optimizers, each over exactly its own network's variables.
+
+    Each update runs its network's batch-norm moving-average updates (from UPDATE_OPS) as control
+    dependencies. This is the two-`sess.run` formulation of the blog post; `build_model` builds
+    the same computation as one op.
+
+    Args:
+      d_loss, g_loss: the scalar losses of `model_loss`.
+      learning_rate, beta1: Adam settings shared by both optimizers.
+
+    Returns:
+      (d_train_opt, g_train_opt): the two update ops.
+
+    Raises:
+      ValueError: learning_rate <= 0 or beta1 outside [0, 1).
+    """
+    d_vars = _scope_variables(DISCRIMINATOR_SCOPE)
+    g_vars = _scope_variables(GENERATOR_SCOPE)
+    d_optimizer = _adam(learning_rate, beta1, "d_adam")
+    g_optimizer = _adam(learning_rate, beta1, "g_adam")
+    with tf.control_dependencies(_scope_variables(DISCRIMINATOR_SCOPE, tf1.GraphKeys.UPDATE_OPS)):
+        d_train_opt = d_optimizer.minimize(d_loss, var_list=d_vars)
+    with tf.control_dependencies(_scope_variables(GENERATOR_SCOPE, tf1.GraphKeys.UPDATE_OPS)):
+        g_train_opt = g_optimizer.minimize(g_loss, var_list=g_vars)
+    return d_train_opt, g_train_opt
+
+
+# --- The training step as one op -------------------------------------------------------------
+Model = collections.namedtuple(
+    "Model", "real_images z train_step d_loss g_loss d_real d_fake samples global_step "
+             "output_dim z_dim precision")
+
+
+def build_model(output_dim, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARNING_RATE,
+                beta1=BETA1, alpha=ALPHA, smooth=SMOOTH, precision="float32"):
+    """Builds the whole training graph: placeholders, one fused training op, and the sampler.
+
+    One run of `train_step` is exactly what the blog post's two `sess.run` calls per batch do
+    (one D update, then `g_steps` G updates on the same z), with two savings that change no
+    number: the G forward pass of the D update is reused by the first G update (same z, same G
+    weights), and the D update, the G updates and the step counter run in one session call.
+    Each G update reads the weights the D update wrote: the layers of the G updates are built
+    under a control dependency on it, and resource variables read after their dependencies.
+
+    Args:
+      output_dim: image channels.
+      z_dim: size of z.
+      g_steps: generator updates per discriminator update (>= 1).
+      learning_rate, beta1: Adam settings of both optimizers.
+      alpha: leaky ReLU slope of the discriminator.
+      smooth: one-sided label smoothing of the real labels.
+      precision: 'float32' or 'bfloat16' compute (weights, BN statistics and losses stay float32).
+
+    Returns:
+      A Model: `real_images` (uint8 placeholder [batch, 32, 32, output_dim], scaled to [-1, 1] in
+      the graph) and `z` (float32 placeholder [batch, z_dim]) to feed; `train_step` to run;
+      `d_loss` (before the D update), `g_loss` (of the first G update, against the updated D),
+      mean D(x) `d_real` and mean D(G(z)) `d_fake` to log; `samples`, the sampler's images for
+      `z`; the int64 `global_step` (batches trained).
+
+    Raises:
+      ValueError: any argument out of range.
+    """
+    _check_positive_int(output_dim, "output_dim")
+    _check_positive_int(z_dim, "z_dim")
+    _check_positive_int(g_steps, "g_steps")
+    _check_smooth(smooth)
+    d_optimizer = _adam(learning_rate, beta1, "d_adam")
+    g_optimizer = _adam(learning_rate, beta1, "g_adam")
+    real_images = tf1.placeholder(tf.uint8, [None, IMAGE_SIZE, IMAGE_SIZE, output_dim],
+                                  name="real_images")
+    z = tf1.placeholder(tf.float32, [None, z_dim], name="z")
+    global_step = tf1.train.get_or_create_global_step()
+    real = tf.cast(real_images, tf.float32) / 127.5 - 1.0
+
+    # (1) Update D: maximize log D(x) + log(1 - D(G(z))).
+    fake = generator(z, output_dim, training=True, precision=precision)
+    g_stat_updates = _scope_variables(GENERATOR_SCOPE, tf1.GraphKeys.UPDATE_OPS)
+    real_prob, real_logits = discriminator(real, alpha=alpha, precision=precision)
+    fake_prob, fake_logits = discriminator(fake, reuse=True, alpha=alpha, precision=precision,
+                                           update_moving_stats=False)
+    d_loss = discriminator_loss(real_logits, fake_logits, smooth)
+    d_vars = _scope_variables(DISCRIMINATOR_SCOPE)
+    g_vars = _scope_variables(GENERATOR_SCOPE)
+    with tf.control_dependencies(_scope_variables(DISCRIMINATOR_SCOPE, tf1.GraphKeys.UPDATE_OPS)):
+        done = d_optimizer.minimize(d_loss, var_list=d_vars)
+
+    # (2) Update G, g_steps times: maximize log D(G(z)) against the updated D.
+    g_losses = []
+    for index in range(g_steps):
+        with tf.control_dependencies([done]):
+            if index > 0:  # G changed in the previous update: its forward pass is new
+                known = set(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
+                fake = generator(z, output_dim, reuse=True, training=True, precision=precision)
+                g_stat_updates = [op for op in tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+                                  if op not in known]
+            _, fake_logits_after = discriminator(fake, reuse=True, alpha=alpha,
+                                                 precision=precision, update_moving_stats=False)
+            g_losses.append(generator_loss(fake_logits_after))
+        with tf.control_dependencies([done] + g_stat_updates):
+            done = g_optimizer.minimize(g_losses[-1], var_list=g_vars)
+    with tf.control_dependencies([done]):
+        train_step = tf1.assign_add(global_step, 1, name="train_step")
+
+    samples = sampler(z, output_dim, precision=precision)
+    return Model(real_images, z, train_step, d_loss, g_losses[0], tf.reduce_mean(real_prob),
+                 tf.reduce_mean(fake_prob), samples, global_step, output_dim, z_dim, precision)
+
+
+def bfloat16_support():
+    """Whether this machine runs bfloat16 compute fast: (supported, reason).
+
+    On a CPU, oneDNN needs AVX512_BF16 or AMX; without them TensorFlow emulates bfloat16 and is
+    slower than float32. A GPU needs compute capability 8.0 (Ampere) or newer.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        capability = details.get("compute_capability", (0, 0))
+        if tuple(capability) >= (8, 0):
+            return True, f"GPU with compute capability {capability}"
+        return False, f"GPU compute capability {capability} < 8.0 has no fast bfloat16"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = {flag for line in handle if line.startswith("flags")
+                     for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return False, "cannot read /proc/cpuinfo to find AVX512_BF16 or AMX (Linux only)"
+    found = sorted(flags & {"avx512_bf16", "amx_bf16"})
+    if found:
+        return True, f"CPU with {', '.join(found)}"
+    return False, "this CPU has neither AVX512_BF16 nor AMX-BF16; bfloat16 would be emulated"
+
+
+def session_config(intra_op_threads=0, inter_op_threads=0):
+    """The session settings every training, benchmark and sampling session uses.
+
+    Grappler's remapper is switched off: on this graph it tries to fuse conv + bias + leaky ReLU
+    although the leaky ReLU's gradient reads the bias output, fails with an error in the log, and
+    then applies nothing, so turning it off loses no speed (measured: bench.py) and no log line.
+    0 threads means TensorFlow's choice (one per core).
+    """
+    config = tf1.ConfigProto(intra_op_parallelism_threads=intra_op_threads,
+                             inter_op_parallelism_threads=inter_op_threads,
+                             allow_soft_placement=True)
+    config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
+    return config

@@ -1,0 +1,107 @@
+"""Draws new images from a trained run: `python generate.py --run runs/svhn --num 64 --out grid.png`.
+
+Restores the newest checkpoint of the run's generator and samples it in inference mode (batch
+norm with its moving statistics). `--out *.png` writes a grid; `--out *.npz` writes the images
+under the key `images` as uint8 (N, 32, 32, C), the format evaluation tools read.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+import train  # noqa: E402
+
+SAMPLE_BATCH = 500  # images per session call: bounded memory for any --num
+
+
+class GenerateError(Exception):
+    pass
+
+
+def load_run_config(run_dir):
+    path = os.path.join(run_dir, "config.json")
+    try:
+        with open(path) as handle:
+            config = json.load(handle)
+        return int(config["output_dim"]), int(config["z_dim"]), config.get("precision", "float32")
+    except FileNotFoundError:
+        raise GenerateError(f"{run_dir} is not a run directory (no config.json); train first: "
+                            f"python train.py --out {run_dir}") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise GenerateError(f"{path}: unreadable run settings ({error})") from None
+
+
+def sample_images(run_dir, num, seed, checkpoint=None):
+    """Returns (float32 images in [-1, 1] of shape (num, 32, 32, C), the checkpoint used)."""
+    import tensorflow as tf
+
+    import dcgan
+    tf1 = tf.compat.v1
+
+    output_dim, z_dim, precision = load_run_config(run_dir)
+    checkpoint = checkpoint or tf1.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if not checkpoint:
+        raise GenerateError(f"{run_dir}/checkpoints holds no checkpoint yet; a run saves one "
+                            f"after its first epoch")
+    graph = tf.Graph()
+    with graph.as_default():
+        tf1.set_random_seed(seed)  # the restore overwrites the initial weights; determinism wants it
+        z = tf1.placeholder(tf.float32, [None, z_dim])
+        samples = dcgan.sampler(z, output_dim, precision)
+        saver = tf1.train.Saver(tf1.global_variables(dcgan.GENERATOR_SCOPE + "/"))
+    graph.finalize()
+    rng = np.random.default_rng(seed)
+    with tf1.Session(graph=graph, config=dcgan.session_config()) as sess:
+        problem = train.checkpoint_mismatch(checkpoint, tf1.global_variables())
+        if problem:
+            raise GenerateError(f"{checkpoint}: does not match this run's model ({problem})")
+        saver.restore(sess, checkpoint)
+        parts = []
+        for start in range(0, num, SAMPLE_BATCH):
+            noise = rng.uniform(-1.0, 1.0, (min(SAMPLE_BATCH, num - start), z_dim))
+            parts.append(sess.run(samples, {z: noise.astype(np.float32)}))
+    return np.concatenate(parts), checkpoint
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--run", required=True, help="run directory of train.py")
+    parser.add_argument("--num", type=int, default=64, help="how many images")
+    parser.add_argument("--out", default="samples.png",
+                        help="output file: .png for a grid, .npz for uint8 images under 'images'")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the z drawn")
+    parser.add_argument("--checkpoint", default=None,
+                        help="a checkpoint prefix to use instead of the run's newest")
+    args = parser.parse_args(argv)
+    if args.num <= 0:
+        parser.error("--num must be positive")
+    extension = os.path.splitext(args.out)[1].lower()
+    if extension not in (".png", ".npz"):
+        parser.error("--out must end in .png or .npz")
+    try:
+        images, checkpoint = sample_images(args.run, args.num, args.seed, args.checkpoint)
+        if extension == ".npz":
+            def write(handle):
+                np.savez_compressed(handle, images=train.to_uint8(images))
+            train.atomic_write(args.out, write)
+        else:
+            side = math.ceil(math.sqrt(args.num))
+            train.save_grid_png(args.out, images, side)
+    except GenerateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"error: cannot write {args.out} ({error.strerror})", file=sys.stderr)
+        return 1
+    print(f"wrote {args.num} images from {checkpoint} to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
