@@ -13,6 +13,7 @@ Run directory (--out, default runs/<dataset>):
 Every file is replaced atomically, so a process killed at any moment loses nothing saved.
 """
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -36,8 +37,10 @@ DEFAULT_SEED = 0
 DEFAULT_LOG_EVERY = 10
 DEFAULT_GRID = 6            # 6x6 sample grid
 CHECKPOINTS_KEPT = 3
-METRIC_FIELDS = ("step", "epoch", "d_loss", "g_loss", "d_real", "d_fake", "images_per_sec",
-                 "time")
+LOSS_FIELDS = ("d_loss", "g_loss", "d_real", "d_fake", "images_per_sec")
+QUALITY_FIELDS = ("classifier_score", "frechet_distance", "class_entropy", "min_class_share")
+# A row holds either the losses of a step or the quality of an evaluation; the rest stay empty.
+METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, *QUALITY_FIELDS, "time")
 # Settings a checkpoint is tied to: changing one makes a resumed run meaningless.
 RESUME_KEYS = ("dataset", "splits", "z_dim", "batch_size", "seed")
 EXIT_ERROR, EXIT_NAN, EXIT_INTERRUPTED = 1, 3, 130
@@ -92,15 +95,23 @@ def parse_args(argv=None):
     add("--log-every", type=int, default=DEFAULT_LOG_EVERY,
         help="steps between records in metrics.csv and TensorBoard")
     add("--sample-grid", type=int, default=DEFAULT_GRID, help="sample grid side, in images")
+    add("--eval-every", type=int, default=0,
+        help="every this many epochs, measure sample quality (evaluate.py's classifier score, "
+             "Frechet distance, class coverage); 0: never")
+    add("--eval-num", type=int, default=5000,
+        help="generated images per evaluation, compared with as many real ones")
     add("--intra-op-threads", type=int, default=0,
         help="threads inside one op (0: TensorFlow's choice, one per core)")
     add("--inter-op-threads", type=int, default=0,
         help="ops run at once (0: TensorFlow's choice)")
     args = parser.parse_args(argv)
-    positive = ("epochs", "batch_size", "z_dim", "g_steps", "log_every", "sample_grid")
+    positive = ("epochs", "batch_size", "z_dim", "g_steps", "log_every", "sample_grid",
+                "eval_num")
     for name in positive:
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
+    if args.eval_every < 0:
+        parser.error("--eval-every must be >= 0")
     if args.max_steps is not None and args.max_steps <= 0:
         parser.error("--max-steps must be positive")
     if not 0.0 <= args.smooth < 1.0:
@@ -142,9 +153,12 @@ def read_metrics(path):
         rows = []
         for row in csv.DictReader(handle):
             try:
-                rows.append({key: float(row[key]) for key in METRIC_FIELDS if key in row})
-            except (TypeError, ValueError):
-                break  # a line cut short by a kill: everything after it is lost anyway
+                record = {key: float(row[key]) for key in METRIC_FIELDS if row.get(key)}
+            except ValueError:
+                break  # a line cut short by a kill: it and anything after it are dropped
+            if "step" not in record:
+                break
+            rows.append(record)
         return rows
 
 
@@ -206,6 +220,7 @@ def save_loss_plot(path, rows):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [row for row in rows if "d_loss" in row]
     steps = [row["step"] for row in rows]
     figure, axis = plt.subplots(figsize=(8, 4))
     axis.plot(steps, [row["d_loss"] for row in rows], label="discriminator", alpha=0.8)
@@ -215,6 +230,32 @@ def save_loss_plot(path, rows):
     axis.legend()
     axis.grid(alpha=0.3)
     figure.tight_layout()
+    save_figure(figure, path)
+
+
+def save_quality_plot(path, rows):
+    """Classifier score, Frechet distance and class entropy of each evaluation, over steps."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [row for row in rows if "classifier_score" in row]
+    steps = [row["step"] for row in rows]
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    for axis, field, title in zip(axes, ("classifier_score", "frechet_distance", "class_entropy"),
+                                  ("classifier score (max 10)", "Frechet distance (lower is better)",
+                                   "class entropy, nats (uniform 2.303)")):
+        axis.plot(steps, [row[field] for row in rows], marker="o")
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
+def save_figure(figure, path):
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80)
     plt.close(figure)
@@ -223,7 +264,7 @@ def save_loss_plot(path, rows):
 
 # --- Run directory ---------------------------------------------------------------------------
 def prepare_run_dir(args):
-    """Creates or checks the run directory; returns the saved config of a run to resume, or None."""
+    """Creates the run directory, or checks that the run in it may be resumed with these settings."""
     config_path = os.path.join(args.out, "config.json")
     if args.fresh and os.path.exists(args.out):
         aside = f"{args.out}.old-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -237,7 +278,7 @@ def prepare_run_dir(args):
     except OSError as error:
         raise RunError(f"run directory {args.out} is not writable ({error.strerror})") from None
     if not os.path.exists(config_path):
-        return None
+        return
     try:
         with open(config_path) as handle:
             saved = json.load(handle)
@@ -251,7 +292,6 @@ def prepare_run_dir(args):
         details = ", ".join(f"{key} {saved.get(key)!r} -> {current[key]!r}" for key in changed)
         raise RunError(f"{args.out} holds a run with other settings ({details}); resuming it "
                        f"would mix two runs. Use the old settings, another --out, or --fresh.")
-    return saved
 
 
 def describe_device():
@@ -324,6 +364,16 @@ def batch_z(seed, step, batch_size, z_dim):
         .astype(np.float32)
 
 
+def step_feed(model, images, indices, seed, step):
+    """The feed of one training step: a uint8 batch (scaled in the graph) and its z.
+
+    uint8 is a quarter of float32's bytes to copy; gathering and drawing z take well under a
+    millisecond, against hundreds for the step (bench.py feeds through this same function).
+    """
+    return {model.real_images: images[indices],
+            model.z: batch_z(seed, step, len(indices), model.z_dim)}
+
+
 def train(args):
     import tensorflow as tf
     from tqdm import tqdm
@@ -331,7 +381,7 @@ def train(args):
     import dcgan
     tf1 = tf.compat.v1
 
-    resumed_config = prepare_run_dir(args)
+    prepare_run_dir(args)
     try:
         dataset = data.load_dataset(args.dataset, args.data_dir, args.splits,
                                     verify=not args.skip_checksum, download=not args.no_download)
@@ -348,6 +398,16 @@ def train(args):
             raise RunError(f"--precision bfloat16: {reason}")
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
+    evaluator = None
+    if args.eval_every:
+        import evaluate
+        try:
+            evaluator, _ = evaluate.load_classifier(args.dataset, args.data_dir,
+                                                    download=not args.no_download,
+                                                    verify=not args.skip_checksum)
+        except data.DatasetError as error:
+            raise RunError(f"--eval-every needs the classifier's data: {error}") from None
+        eval_real = evaluate.real_images(dataset, args.eval_num, args.seed)
 
     settings = dict(vars(args), splits=list(args.splits), output_dim=int(output_dim),
                     num_images=len(dataset.images), tensorflow=tf.__version__)
@@ -376,7 +436,9 @@ def train(args):
     config = dcgan.session_config(args.intra_op_threads, args.inter_op_threads)
     checkpoint_dir = os.path.join(args.out, "checkpoints")
     metrics_path = os.path.join(args.out, "metrics.csv")
-    with tf1.Session(graph=graph, config=config) as sess:
+    with tf1.Session(graph=graph, config=config) as sess, contextlib.ExitStack() as closing:
+        if evaluator:
+            closing.callback(evaluator.close)
         latest = tf1.train.latest_checkpoint(checkpoint_dir)
         if latest:
             problem = checkpoint_mismatch(latest, tf1.global_variables())
@@ -398,13 +460,39 @@ def train(args):
         write_metrics(metrics_path, metrics)
         write_json(os.path.join(args.out, "config.json"), settings)
         writer = tf1.summary.FileWriter(args.out)
+        closing.callback(writer.close)
         if latest:  # TensorBoard drops events after this step left by the interrupted process
             writer.add_session_log(tf1.SessionLog(status=tf1.SessionLog.START), step)
+        metrics_file = closing.enter_context(open(metrics_path, "a", newline=""))
+        metrics_writer = csv.DictWriter(metrics_file, METRIC_FIELDS, extrasaction="ignore",
+                                        lineterminator="\n")
+
+        def record(row, tags):
+            """Appends a row to metrics.csv (flushed) and its `tags` fields to TensorBoard."""
+            metrics.append(row)
+            metrics_writer.writerow(row)
+            metrics_file.flush()
+            writer.add_summary(tf1.Summary(value=[
+                tf1.Summary.Value(tag=f"{tag}/{field}", simple_value=row[field])
+                for tag, fields in tags for field in fields]), step)
 
         def save_checkpoint():
             sess.run(save_position, {position: [batches.epoch, batches.batch_index]})
             saver.save(sess, os.path.join(checkpoint_dir, "model"), global_step=step,
                        write_meta_graph=False)  # generate.py rebuilds the graph from code
+
+        def evaluate_samples(epoch_number):
+            rng = np.random.default_rng([args.seed, 4, epoch_number])
+            generated = np.concatenate([
+                sess.run(model.samples, {model.z: rng.uniform(-1.0, 1.0, (
+                    min(500, args.eval_num - start), args.z_dim)).astype(np.float32)})
+                for start in range(0, args.eval_num, 500)])
+            result = evaluate.quality(evaluator, to_uint8(generated), eval_real, args.seed)
+            print(f"epoch {epoch_number} quality: {evaluate.format_quality(result)}", flush=True)
+            record({"step": step, "epoch": epoch_number, "time": time.time(),
+                    **{field: result[field] for field in QUALITY_FIELDS}},
+                   [("quality", QUALITY_FIELDS)])
+            save_quality_plot(os.path.join(args.out, "quality.png"), metrics)
 
         def end_of_epoch(epoch_number):
             images = sess.run(model.samples, {model.z: sample_z})
@@ -414,18 +502,17 @@ def train(args):
             writer.add_summary(tf1.Summary(value=[tf1.Summary.Value(
                 tag="samples", image=tf1.Summary.Image(
                     encoded_image_string=png, height=height, width=width, colorspace=4))]), step)
+            if evaluator and epoch_number % args.eval_every == 0:
+                evaluate_samples(epoch_number)
             if metrics:
                 save_loss_plot(os.path.join(args.out, "losses.png"), metrics)
             save_checkpoint()
             writer.flush()
 
-        images_array = dataset.images
         fetches = [model.train_step, model.d_loss, model.g_loss, model.d_real, model.d_fake]
         run_options = tf1.RunOptions(trace_level=tf1.RunOptions.SOFTWARE_TRACE)
         traced = False
-        with Interrupt() as interrupt, open(metrics_path, "a", newline="") as metrics_file:
-            metrics_writer = csv.DictWriter(metrics_file, METRIC_FIELDS, extrasaction="ignore",
-                                            lineterminator="\n")
+        with Interrupt() as interrupt:
             window_start, window_steps = time.perf_counter(), 0
             while batches.epoch < args.epochs and not (args.max_steps and step >= args.max_steps):
                 epoch_number = batches.epoch + 1
@@ -433,8 +520,7 @@ def train(args):
                            desc=f"epoch {epoch_number}/{args.epochs}", unit="batch",
                            dynamic_ncols=True, mininterval=1.0)
                 for indices in batches.epoch_batches():
-                    feed = {model.real_images: images_array[indices],
-                            model.z: batch_z(args.seed, step, len(indices), args.z_dim)}
+                    feed = step_feed(model, dataset.images, indices, args.seed, step)
                     if not traced:  # trace one step to log where its ops ran
                         run_metadata = tf1.RunMetadata()
                         values = sess.run(fetches, feed, run_options, run_metadata)
@@ -461,14 +547,8 @@ def train(args):
                                "images_per_sec": window_steps * args.batch_size
                                / (now - window_start), "time": time.time()}
                         window_start, window_steps = now, 0
-                        metrics.append(row)
-                        metrics_writer.writerow(row)
-                        metrics_file.flush()
-                        writer.add_summary(tf1.Summary(value=[
-                            tf1.Summary.Value(tag=f"loss/{name}", simple_value=row[name])
-                            for name in ("d_loss", "g_loss")] + [
-                            tf1.Summary.Value(tag=f"discriminator/{name}", simple_value=row[name])
-                            for name in ("d_real", "d_fake")]), step)
+                        record(row, [("loss", ("d_loss", "g_loss")),
+                                     ("discriminator", ("d_real", "d_fake"))])
                     if interrupt.signal_name or (args.max_steps and step >= args.max_steps):
                         break
                 bar.close()
@@ -480,7 +560,6 @@ def train(args):
                                    f"run the same command to resume", EXIT_INTERRUPTED)
                 end_of_epoch(epoch_number)
                 window_start, window_steps = time.perf_counter(), 0
-        writer.close()
     print(f"done: {step} steps, {batches.epoch} epochs; run directory {args.out}")
 
 
