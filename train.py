@@ -380,6 +380,7 @@ def train(args):
 
     import dcgan
     tf1 = tf.compat.v1
+    tf.get_logger().setLevel("ERROR")  # TF1 APIs' deprecation notices are not the user's business
 
     prepare_run_dir(args)
     try:
@@ -571,6 +572,9 @@ def main(argv=None):
         prefix = "" if error.exit_code == EXIT_INTERRUPTED else "error: "
         print(f"{prefix}{error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:  # before the loop (loading, building) or a second Ctrl-C
+        print("interrupted; the last checkpoint, if any, is intact", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 

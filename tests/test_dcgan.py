@@ -271,13 +271,14 @@ def test_fused_step_equals_two_session_calls(g_steps):
     # Equal up to round-off, which Adam amplifies: its early steps are lr * m / (sqrt(v) + eps),
     # so where a weight's gradient changes sign or sits near eps the two graphs' round-off (they
     # may pick other kernels) becomes visible. So, per variable, the mean difference must stay
-    # under 3% of the mean distance moved. Measured: at most 1.1% for this fused step; 160% when
-    # the G update reads the D weights from before the D update.
+    # under 10% of the mean distance moved. Measured for this fused step: at most 1.1% with TF
+    # 2.21, 3.9% with TF 2.16 (other oneDNN kernels); with the G update reading the D weights from
+    # before the D update, 75% to 160% on most G variables.
     moved = 0
     for name, value in expected.items():
         distance = np.abs(value - initial[name]).mean()
         difference = np.abs(got[name] - value).mean()
-        assert difference <= 0.03 * distance, (name, difference, distance)
+        assert difference <= 0.10 * distance, (name, difference, distance)
         moved += distance > 0
     # Every trainable weight, its two Adam slots and the statistics moved: not vacuous.
     assert moved >= 3 * 20
