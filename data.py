@@ -24,6 +24,17 @@ IMAGE_SIZE = 32
 MNIST_SIZE = 28
 DOWNLOAD_TIMEOUT_SECONDS = 60
 
+
+def _umask():
+    umask = os.umask(0)  # the only way to read it is to set it
+    os.umask(umask)
+    return umask
+
+
+# The modes open() and mkdir() give new files and folders; temporary ones are private instead.
+DEFAULT_FILE_MODE = 0o666 & ~_umask()
+DEFAULT_DIR_MODE = 0o777 & ~_umask()
+
 _SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
 _MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -185,6 +196,7 @@ def download_file(url, path, md5=None):
         if md5 is not None and digest.hexdigest() != md5:
             raise DatasetError(f"{url}: checksum mismatch (MD5 {digest.hexdigest()}, "
                                f"expected {md5})")
+        os.chmod(handle.name, DEFAULT_FILE_MODE)  # temporary files are private (0600)
         os.replace(handle.name, path)
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise DatasetError(f"{url}: {getattr(error, 'reason', None) or error}") from None

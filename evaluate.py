@@ -180,6 +180,7 @@ class Classifier:
                             write_meta_graph=False)
             with open(os.path.join(staging, "info.json"), "w") as handle:
                 json.dump(info, handle, indent=2)
+            os.chmod(staging, data.DEFAULT_DIR_MODE)  # mkdtemp makes it private (0700)
             if os.path.exists(folder):
                 shutil.rmtree(folder)
             os.replace(staging, folder)

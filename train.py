@@ -136,6 +136,7 @@ def atomic_write(path, write):
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(handle.name, data.DEFAULT_FILE_MODE)  # temporary files are private (0600)
         os.replace(handle.name, path)
     finally:
         if os.path.exists(handle.name):

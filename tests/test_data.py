@@ -299,3 +299,17 @@ def test_download_failure_names_url_and_path(tmp_path, monkeypatch):
         assert os.listdir(tmp_path / "svhn") == []
     finally:
         server.close()
+
+
+def test_downloaded_files_get_the_usual_permissions(tmp_path, monkeypatch, mnist_files):
+    server = LocalServer(mnist_files)
+    try:
+        name = "train-images-idx3-ubyte.gz"
+        target = tmp_path / name
+        data.download_file(server.url + name, str(target), hashlib.md5(mnist_files[name]).hexdigest())
+        mask = os.umask(0)
+        os.umask(mask)
+        assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)
+        assert target.read_bytes() == mnist_files[name]
+    finally:
+        server.close()
