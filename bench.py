@@ -85,12 +85,11 @@ def measure(channels, g_steps, precision, args):
     with tf1.Session(graph=graph, config=config) as sess:
         sess.run(init)
         for step in range(args.warmup + args.steps):
+            start = time.perf_counter()  # the feed's Python work is part of a step
             feed = train.step_feed(model, images, next(stream), 0, step)
-            start = time.perf_counter()
             _, d_loss, g_loss = sess.run([model.train_step, model.d_loss, model.g_loss], feed)
             if step >= args.warmup:
                 step_seconds.append(time.perf_counter() - start)
-    # Feeding is inside the timed span too: the per-step time includes step_feed's work.
     total = sum(step_seconds)
     images_per_sec = args.batch_size * len(step_seconds) / total
     flops = flop_count(channels, g_steps)
