@@ -16,9 +16,6 @@ import numpy as np  # noqa: E402
 
 import train  # noqa: E402
 
-SAMPLE_BATCH = 500  # images per session call: bounded memory for any --num
-
-
 class GenerateError(Exception):
     pass
 
@@ -61,11 +58,8 @@ def sample_images(run_dir, num, seed, checkpoint=None):
         if problem:
             raise GenerateError(f"{checkpoint}: does not match this run's model ({problem})")
         saver.restore(sess, checkpoint)
-        parts = []
-        for start in range(0, num, SAMPLE_BATCH):
-            noise = rng.uniform(-1.0, 1.0, (min(SAMPLE_BATCH, num - start), z_dim))
-            parts.append(sess.run(samples, {z: noise.astype(np.float32)}))
-    return np.concatenate(parts), checkpoint
+        images = train.generate_images(sess, samples, z, num, z_dim, rng)
+    return images, checkpoint
 
 
 def main(argv=None):

@@ -365,6 +365,16 @@ def batch_z(seed, step, batch_size, z_dim):
         .astype(np.float32)
 
 
+def generate_images(sess, samples, z, num, z_dim, rng, batch_size=500):
+    """Runs the sampler for `num` images of z ~ U(-1, 1) from rng, batch_size at a time (bounded
+    memory for any num); returns float32 (num, 32, 32, C) in [-1, 1]."""
+    parts = []
+    for start in range(0, num, batch_size):
+        noise = rng.uniform(-1.0, 1.0, (min(batch_size, num - start), z_dim)).astype(np.float32)
+        parts.append(sess.run(samples, {z: noise}))
+    return np.concatenate(parts)
+
+
 def step_feed(model, images, indices, seed, step):
     """The feed of one training step: a uint8 batch (scaled in the graph) and its z.
 
@@ -484,11 +494,8 @@ def train(args):
                        write_meta_graph=False)  # generate.py rebuilds the graph from code
 
         def evaluate_samples(epoch_number):
-            rng = np.random.default_rng([args.seed, 4, epoch_number])
-            generated = np.concatenate([
-                sess.run(model.samples, {model.z: rng.uniform(-1.0, 1.0, (
-                    min(500, args.eval_num - start), args.z_dim)).astype(np.float32)})
-                for start in range(0, args.eval_num, 500)])
+            generated = generate_images(sess, model.samples, model.z, args.eval_num, args.z_dim,
+                                        np.random.default_rng([args.seed, 4, epoch_number]))
             result = evaluate.quality(evaluator, to_uint8(generated), eval_real, args.seed)
             print(f"epoch {epoch_number} quality: {evaluate.format_quality(result)}", flush=True)
             record({"step": step, "epoch": epoch_number, "time": time.time(),
