@@ -296,22 +296,19 @@ def main(argv=None):
     if args.num < 2:
         parser.error("--num must be at least 2")
     try:
-        with open(os.path.join(args.run, "config.json")) as handle:
-            config = json.load(handle)
+        config = generate.read_run_config(args.run)
         name, data_dir = config["dataset"], config.get("data_dir", "data")
         verify = not config.get("skip_checksum", False)
         dataset = data.load_dataset(name, data_dir, config.get("splits"), verify, download=False)
         generated, checkpoint = generate.sample_images(args.run, args.num, args.seed,
                                                        args.checkpoint)
         classifier, info = load_classifier(name, data_dir, verify=verify)
-        result = quality(classifier, train.to_uint8(generated), real_images(dataset, args.num,
-                                                                           args.seed), args.seed)
-        classifier.close()
-    except FileNotFoundError as error:
-        print(f"error: {error.filename}: not found; is {args.run} a run directory of train.py?",
-              file=sys.stderr)
-        return 1
-    except (data.DatasetError, generate.GenerateError, ValueError, KeyError) as error:
+        try:
+            result = quality(classifier, train.to_uint8(generated),
+                             real_images(dataset, args.num, args.seed), args.seed)
+        finally:
+            classifier.close()
+    except (data.DatasetError, generate.GenerateError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     step = int(checkpoint.rsplit("-", 1)[-1]) if checkpoint.rsplit("-", 1)[-1].isdigit() else None

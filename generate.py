@@ -20,17 +20,25 @@ class GenerateError(Exception):
     pass
 
 
-def load_run_config(run_dir):
+def read_run_config(run_dir, required=("dataset", "output_dim", "z_dim")):
+    """The settings train.py saved in a run directory, as a dict.
+
+    Raises:
+      GenerateError: no config.json (not a run directory), unreadable, or a required key missing.
+    """
     path = os.path.join(run_dir, "config.json")
     try:
         with open(path) as handle:
             config = json.load(handle)
-        return int(config["output_dim"]), int(config["z_dim"]), config.get("precision", "float32")
     except FileNotFoundError:
-        raise GenerateError(f"{run_dir} is not a run directory (no config.json); train first: "
-                            f"python train.py --out {run_dir}") from None
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise GenerateError(f"{run_dir} is not a run directory (config.json not found); train "
+                            f"first: python train.py --out {run_dir}") from None
+    except (OSError, ValueError) as error:
         raise GenerateError(f"{path}: unreadable run settings ({error})") from None
+    missing = [key for key in required if not isinstance(config, dict) or key not in config]
+    if missing:
+        raise GenerateError(f"{path}: run settings lack {', '.join(missing)}")
+    return config
 
 
 def sample_images(run_dir, num, seed, checkpoint=None):
@@ -40,7 +48,9 @@ def sample_images(run_dir, num, seed, checkpoint=None):
     import dcgan
     tf1 = tf.compat.v1
 
-    output_dim, z_dim, precision = load_run_config(run_dir)
+    config = read_run_config(run_dir)
+    output_dim, z_dim = int(config["output_dim"]), int(config["z_dim"])
+    precision = config.get("precision", "float32")
     checkpoint = checkpoint or tf1.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if not checkpoint:
         raise GenerateError(f"{run_dir}/checkpoints holds no checkpoint yet; a run saves one "
