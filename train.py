@@ -174,13 +174,12 @@ def write_metrics(path, rows):
 
 
 # --- Pictures --------------------------------------------------------------------------------
-def image_grid(images, side):
-    """(N, H, W, C) float in [-1, 1] -> one uint8 (side*H, side*W, C) mosaic, row by row."""
-    count, height, width, channels = images.shape
-    tiles = np.zeros((side * side, height, width, channels), np.uint8)
-    tiles[:min(count, side * side)] = to_uint8(images[:side * side])
-    return (tiles.reshape(side, side, height, width, channels)
-            .transpose(0, 2, 1, 3, 4).reshape(side * height, side * width, channels))
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: files only, no display needed (servers, CI)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def to_uint8(images):
@@ -190,9 +189,7 @@ def to_uint8(images):
 
 def save_grid_png(path, images, side, title=None):
     """Saves a titled, gap-separated grid of images with matplotlib; returns the PNG bytes."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axes = plt.subplots(side, side, figsize=(side, side + (0.3 if title else 0)),
                                 squeeze=False)
@@ -208,18 +205,11 @@ def save_grid_png(path, images, side, title=None):
         figure.suptitle(title, fontsize=9)
     figure.subplots_adjust(left=0, right=1, bottom=0, top=0.93 if title else 1,
                            wspace=0.05, hspace=0.05)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=64)
-    plt.close(figure)
-    png = buffer.getvalue()
-    atomic_write(path, lambda f: f.write(png))
-    return png
+    return save_figure(figure, path, dpi=64)
 
 
 def save_loss_plot(path, rows):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [row for row in rows if "d_loss" in row]
     steps = [row["step"] for row in rows]
@@ -236,9 +226,7 @@ def save_loss_plot(path, rows):
 
 def save_quality_plot(path, rows):
     """Classifier score, Frechet distance and class entropy of each evaluation, over steps."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [row for row in rows if "classifier_score" in row]
     steps = [row["step"] for row in rows]
@@ -254,13 +242,14 @@ def save_quality_plot(path, rows):
     save_figure(figure, path)
 
 
-def save_figure(figure, path):
-    import matplotlib.pyplot as plt
-
+def save_figure(figure, path, dpi=80):
+    """Writes a figure as PNG atomically, closes it, and returns the PNG bytes."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
-    plt.close(figure)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    figure.savefig(buffer, format="png", dpi=dpi)
+    pyplot().close(figure)
+    png = buffer.getvalue()
+    atomic_write(path, lambda f: f.write(png))
+    return png
 
 
 # --- Run directory ---------------------------------------------------------------------------
