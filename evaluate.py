@@ -82,7 +82,8 @@ def class_coverage(probabilities):
     predicted = np.argmax(probabilities, axis=1)
     shares = np.bincount(predicted, minlength=NUM_CLASSES) / len(predicted)
     nonzero = shares[shares > 0]
-    return float(-(nonzero * np.log(nonzero)).sum()), float(shares.min())
+    entropy = max(0.0, float(-(nonzero * np.log(nonzero)).sum()))  # one class: 0, not -0
+    return entropy, float(shares.min())
 
 
 # --- The classifier --------------------------------------------------------------------------
