@@ -34,6 +34,9 @@ G_STEPS = 2              # generator updates per discriminator update (the blog 
 G_BASE_SHAPE = (4, 4, 512)
 G_FILTERS = (256, 128)   # then output_dim channels
 D_FILTERS = (64, 128, 256)
+# Transposed convolutions on inputs of at most this many pixels run as one GEMM + col2im
+# (conv2d_transpose_gemm) instead of oneDNN's kernel: the generator's 4x4 -> 8x8 layer.
+GEMM_DECONV_MAX_PIXELS = 16
 
 GENERATOR_SCOPE = "generator"
 DISCRIMINATOR_SCOPE = "discriminator"
@@ -79,10 +82,95 @@ def _conv2d_transpose(x, filters, name, use_bias=True):
         # A transposed kernel is [height, width, out_channels, in_channels].
         kernel = _weight("kernel", [KERNEL_SIZE, KERNEL_SIZE, filters, x.shape[-1]], x.dtype)
         height, width = x.shape[1] * STRIDE, x.shape[2] * STRIDE
-        output_shape = tf.stack([tf.shape(x)[0], height, width, filters])
-        y = tf.nn.conv2d_transpose(x, kernel, output_shape, strides=STRIDE, padding="SAME")
-        y = tf.reshape(y, [-1, height, width, filters])  # restore the static shape
+        if x.shape[1] * x.shape[2] <= GEMM_DECONV_MAX_PIXELS:
+            y = conv2d_transpose_gemm(x, kernel)
+        else:
+            output_shape = tf.stack([tf.shape(x)[0], height, width, filters])
+            y = tf.nn.conv2d_transpose(x, kernel, output_shape, strides=STRIDE, padding="SAME")
+            y = tf.reshape(y, [-1, height, width, filters])  # restore the static shape
         return tf.nn.bias_add(y, _bias("bias", filters, x.dtype)) if use_bias else y
+
+
+# A 5x5 stride-2 'SAME' transposed convolution puts input pixel (i, j) times kernel tap (ky, kx)
+# at output pixel (2i + ky - 1, 2j + kx - 1): TensorFlow pads the matching forward convolution
+# by 1 before and 2 after.
+_PAD_BEFORE = (KERNEL_SIZE - STRIDE) // 2
+_PAD_AFTER = KERNEL_SIZE - STRIDE - _PAD_BEFORE
+
+
+def _col2im(columns, height, width, channels):
+    """Sums tap contributions [batch, h, w, 25, c] into the stride-2 output [batch, 2h, 2w, c].
+
+    Output pixel (2m + py, 2n + px) gets the taps (ky, kx) with ky - 1 = py (mod 2) and
+    kx - 1 = px (mod 2), from input pixel (m - dy, n - dx), dy = (ky - 1 - py) / 2 in {-1, 0, 1}.
+    Each of the four output phases is then a sum of shifted [batch, h, w, c] tensors, and the
+    phases interleave by a reshape.
+    """
+    taps = tf.unstack(columns, axis=3)
+
+    def shifted(tap, dy, dx):  # out[m, n] = tap[m - dy, n - dx], zero outside
+        padded = tf.pad(tap, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        return padded[:, 1 - dy:1 - dy + height, 1 - dx:1 - dx + width, :]
+
+    rows = []
+    for py in range(STRIDE):
+        phases = []
+        for px in range(STRIDE):
+            phases.append(tf.add_n([
+                shifted(taps[ky * KERNEL_SIZE + kx], (ky - _PAD_BEFORE - py) // STRIDE,
+                        (kx - _PAD_BEFORE - px) // STRIDE)
+                for ky in range(KERNEL_SIZE) if (ky - _PAD_BEFORE - py) % STRIDE == 0
+                for kx in range(KERNEL_SIZE) if (kx - _PAD_BEFORE - px) % STRIDE == 0]))
+        rows.append(tf.stack(phases, axis=3))                 # [batch, h, w, px, c]
+    interleaved = tf.stack(rows, axis=2)                      # [batch, h, py, w, px, c]
+    return tf.reshape(interleaved, [-1, STRIDE * height, STRIDE * width, channels])
+
+
+def conv2d_transpose_gemm(x, kernel):
+    """tf.nn.conv2d_transpose(x, kernel, strides=2, padding='SAME') as one matrix product.
+
+    The same sums in a different order: every input pixel times the kernel, [batch*h*w, c_in] x
+    [c_in, 25*c_out], then `_col2im` adds the 25 taps into place. The gradient is written out:
+    the output gradient's 5x5 stride-2 patches (the forward convolution's im2col) times the
+    kernel, and the input transposed times those patches. On a 4x4 input oneDNN's
+    convolution kernels run far below the machine's matmul speed (bfloat16 weight gradients
+    most of all), and these three products are large plain GEMMs (bench.py; README).
+
+    Args:
+      x: [batch, h, w, c_in] with a static shape except the batch.
+      kernel: [5, 5, c_out, c_in], the transposed-convolution layout.
+
+    Returns:
+      [batch, 2h, 2w, c_out].
+    """
+    height, width, in_channels = x.shape[1], x.shape[2], x.shape[3]
+    out_channels = kernel.shape[2]
+    taps = KERNEL_SIZE * KERNEL_SIZE
+
+    @tf.custom_gradient
+    def transposed_conv(x, kernel):
+        matrix = tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [in_channels, taps * out_channels])
+        pixels = tf.reshape(x, [-1, in_channels])
+        columns = tf.reshape(tf.matmul(pixels, matrix), [-1, height, width, taps, out_channels])
+        y = _col2im(columns, height, width, out_channels)
+
+        def gradient(dy):
+            padded = tf.pad(dy, [[0, 0], [_PAD_BEFORE, _PAD_AFTER], [_PAD_BEFORE, _PAD_AFTER],
+                                 [0, 0]])
+            patches = tf.image.extract_patches(
+                padded, [1, KERNEL_SIZE, KERNEL_SIZE, 1], [1, STRIDE, STRIDE, 1], [1, 1, 1, 1],
+                "VALID")
+            patches = tf.reshape(patches, [-1, taps * out_channels])
+            dx = tf.reshape(tf.matmul(patches, matrix, transpose_b=True),
+                            [-1, height, width, in_channels])
+            dmatrix = tf.matmul(pixels, patches, transpose_a=True)
+            dkernel = tf.transpose(tf.reshape(dmatrix, [in_channels, KERNEL_SIZE, KERNEL_SIZE,
+                                                        out_channels]), [1, 2, 3, 0])
+            return dx, dkernel
+
+        return y, gradient
+
+    return transposed_conv(x, kernel)
 
 
 def _batch_norm(x, training, name, update_moving_stats=True):

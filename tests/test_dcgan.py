@@ -191,6 +191,41 @@ def test_sampler_uses_moving_statistics(graph):
     np.testing.assert_allclose(alone[0], in_first_batch[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("height, width, in_channels, out_channels",
+                         [(4, 4, 6, 5), (3, 5, 4, 2), (1, 1, 3, 1)])
+def test_gemm_transposed_convolution_matches_tensorflow(graph, height, width, in_channels,
+                                                        out_channels):
+    """conv2d_transpose_gemm: the same output and the same input and kernel gradients."""
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.standard_normal((2, height, width, in_channels)), tf.float64)
+    kernel = tf.constant(rng.standard_normal((5, 5, out_channels, in_channels)), tf.float64)
+    output_gradient = tf.constant(
+        rng.standard_normal((2, 2 * height, 2 * width, out_channels)), tf.float64)
+    reference = tf.nn.conv2d_transpose(x, kernel, [2, 2 * height, 2 * width, out_channels],
+                                       strides=2, padding="SAME")
+    gemm = dcgan.conv2d_transpose_gemm(x, kernel)
+    assert gemm.shape.as_list() == [2, 2 * height, 2 * width, out_channels]
+    with session(graph) as sess:
+        expected, got = sess.run([
+            [reference] + tf.gradients(reference, [x, kernel], output_gradient),
+            [gemm] + tf.gradients(gemm, [x, kernel], output_gradient)])
+    for want, have in zip(expected, got):
+        np.testing.assert_allclose(have, want, rtol=1e-12, atol=1e-12)
+
+
+def test_generator_uses_the_gemm_transposed_convolution_where_set(graph):
+    """The 4x4 -> 8x8 layer is a MatMul; the larger ones stay oneDNN's transposed convolution."""
+    z = tf1.placeholder(tf.float32, [None, dcgan.Z_DIM])
+    dcgan.generator(z, 3)
+    op_types = {}
+    for op in graph.get_operations():
+        layer = op.name.split("/")[1] if op.name.startswith("generator/deconv") else None
+        op_types.setdefault(layer, set()).add(op.type)
+    assert "MatMul" in op_types["deconv2"] and "Conv2DBackpropInput" not in op_types["deconv2"]
+    assert "Conv2DBackpropInput" in op_types["deconv3"]
+    assert "Conv2DBackpropInput" in op_types["deconv4"]
+
+
 def test_value_errors(graph):
     z = tf1.placeholder(tf.float32, [None, dcgan.Z_DIM])
     for bad in (0, -3, 1.5, True, "3"):
