@@ -187,24 +187,40 @@ def to_uint8(images):
     return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+GRID_GAP = 2  # white pixels between tiles
+
+
+def tile_images(images, side):
+    """uint8 [n, h, w, c] -> one [side*h + gaps, side*w + gaps, c] image, row by row, white gaps."""
+    count, height, width, channels = images.shape
+    grid = np.full((side * (height + GRID_GAP) - GRID_GAP, side * (width + GRID_GAP) - GRID_GAP,
+                    channels), 255, np.uint8)
+    for index in range(min(count, side * side)):
+        row, column = divmod(index, side)
+        top, left = row * (height + GRID_GAP), column * (width + GRID_GAP)
+        grid[top:top + height, left:left + width] = images[index]
+    return grid
+
+
 def save_grid_png(path, images, side, title=None):
-    """Saves a titled, gap-separated grid of images with matplotlib; returns the PNG bytes."""
+    """Saves a titled grid of [-1, 1] images as a PNG; returns the PNG bytes.
+
+    The tiles are put together with numpy and drawn as ONE image: a subplot per tile cost
+    0.25-0.6 s per grid, time the training loop waited at every epoch's end.
+    """
     plt = pyplot()
 
-    figure, axes = plt.subplots(side, side, figsize=(side, side + (0.3 if title else 0)),
-                                squeeze=False)
-    for index, axis in enumerate(axes.flat):
-        axis.axis("off")
-        if index < len(images):
-            tile = to_uint8(images[index])
-            if tile.shape[-1] == 1:
-                axis.imshow(tile[..., 0], cmap="gray", vmin=0, vmax=255)
-            else:
-                axis.imshow(tile)
+    grid = tile_images(to_uint8(images), side)
+    title_inches = 0.3 if title else 0.0
+    figure = plt.figure(figsize=(side, side + title_inches))
+    axis = figure.add_axes([0, 0, 1, side / (side + title_inches)])
+    axis.axis("off")
+    if grid.shape[-1] == 1:
+        axis.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        axis.imshow(grid, interpolation="nearest")
     if title:
-        figure.suptitle(title, fontsize=9)
-    figure.subplots_adjust(left=0, right=1, bottom=0, top=0.93 if title else 1,
-                           wspace=0.05, hspace=0.05)
+        figure.suptitle(title, fontsize=9, y=1 - 0.05 * title_inches / (side + title_inches))
     return save_figure(figure, path, dpi=64)
 
 
