@@ -32,8 +32,9 @@ def _umask():
 
 
 # The modes open() and mkdir() give new files and folders; temporary ones are private instead.
-DEFAULT_FILE_MODE = 0o666 & ~_umask()
-DEFAULT_DIR_MODE = 0o777 & ~_umask()
+_UMASK = _umask()
+DEFAULT_FILE_MODE = 0o666 & ~_UMASK
+DEFAULT_DIR_MODE = 0o777 & ~_UMASK
 
 _SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
 _MNIST_MIRRORS = (
@@ -167,9 +168,29 @@ def _fetch(folder, filename, md5, base_urls, verify, download):
     raise DatasetError(f"{path}: download failed: {'; '.join(failures)}. {by_hand}")
 
 
+def atomic_write(path, write):
+    """Calls write(binary_file) on a temporary file beside `path`, then renames it into place.
+
+    A process killed at any moment leaves either the old file or the new one, never half of one;
+    if `write` raises, the temporary file is removed and `path` is untouched.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-", delete=False)
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, DEFAULT_FILE_MODE)  # temporary files are private (0600)
+        os.replace(handle.name, path)
+    finally:
+        if os.path.exists(handle.name):
+            os.remove(handle.name)
+
+
 def download_file(url, path, md5=None):
-    """Downloads url to path atomically: a temporary file in the same folder, MD5-checked while
-    it streams, renamed into place only when complete and correct.
+    """Downloads url to path atomically (atomic_write), MD5-checked while it streams: the file
+    appears at `path` only when complete and correct.
 
     A killed or failed download leaves no file at `path` that a later run would trust.
 
@@ -178,12 +199,9 @@ def download_file(url, path, md5=None):
     """
     from tqdm import tqdm  # imported here: only a download needs it
 
-    folder = os.path.dirname(os.path.abspath(path))
-    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=os.path.basename(path) + ".",
-                                         suffix=".part", delete=False)
-    digest = hashlib.md5()
-    try:
-        with handle, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
+    def stream(handle):
+        digest = hashlib.md5()
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(path),
                       leave=False) as bar:
@@ -191,18 +209,14 @@ def download_file(url, path, md5=None):
                     handle.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
-            handle.flush()
-            os.fsync(handle.fileno())
         if md5 is not None and digest.hexdigest() != md5:
             raise DatasetError(f"{url}: checksum mismatch (MD5 {digest.hexdigest()}, "
                                f"expected {md5})")
-        os.chmod(handle.name, DEFAULT_FILE_MODE)  # temporary files are private (0600)
-        os.replace(handle.name, path)
+
+    try:
+        atomic_write(path, stream)
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise DatasetError(f"{url}: {getattr(error, 'reason', None) or error}") from None
-    finally:
-        if os.path.exists(handle.name):
-            os.remove(handle.name)
 
 
 # --- Parsing ---------------------------------------------------------------------------------

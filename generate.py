@@ -14,7 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+import data  # noqa: E402
 import train  # noqa: E402
+
 
 class GenerateError(Exception):
     pass
@@ -93,7 +95,7 @@ def main(argv=None):
         if extension == ".npz":
             def write(handle):
                 np.savez_compressed(handle, images=train.to_uint8(images))
-            train.atomic_write(args.out, write)
+            data.atomic_write(args.out, write)
         else:
             side = math.ceil(math.sqrt(args.num))
             train.save_grid_png(args.out, images, side)

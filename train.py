@@ -124,27 +124,9 @@ def parse_args(argv=None):
 
 
 # --- Files written atomically ----------------------------------------------------------------
-def atomic_write(path, write):
-    """Calls write(binary_file) on a temporary file beside `path`, then renames it into place.
-
-    A process killed at any moment leaves either the old file or the new one, never half of one.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-", delete=False)
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, data.DEFAULT_FILE_MODE)  # temporary files are private (0600)
-        os.replace(handle.name, path)
-    finally:
-        if os.path.exists(handle.name):
-            os.remove(handle.name)
-
-
 def write_json(path, value):
-    atomic_write(path, lambda f: f.write(json.dumps(value, indent=2, sort_keys=True).encode()))
+    text = json.dumps(value, indent=2, sort_keys=True)
+    data.atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def read_metrics(path):
@@ -170,7 +152,7 @@ def write_metrics(path, rows):
         writer.writeheader()
         writer.writerows(rows)
         handle.write(text.getvalue().encode())
-    atomic_write(path, write)
+    data.atomic_write(path, write)
 
 
 # --- Pictures --------------------------------------------------------------------------------
@@ -264,7 +246,7 @@ def save_figure(figure, path, dpi=80):
     figure.savefig(buffer, format="png", dpi=dpi)
     pyplot().close(figure)
     png = buffer.getvalue()
-    atomic_write(path, lambda f: f.write(png))
+    data.atomic_write(path, lambda f: f.write(png))
     return png
 
 

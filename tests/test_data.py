@@ -301,15 +301,13 @@ def test_download_failure_names_url_and_path(tmp_path, monkeypatch):
         server.close()
 
 
-def test_downloaded_files_get_the_usual_permissions(tmp_path, monkeypatch, mnist_files):
+def test_downloaded_files_get_the_usual_permissions(tmp_path, mnist_files, umask):
     server = LocalServer(mnist_files)
     try:
         name = "train-images-idx3-ubyte.gz"
         target = tmp_path / name
         data.download_file(server.url + name, str(target), hashlib.md5(mnist_files[name]).hexdigest())
-        mask = os.umask(0)
-        os.umask(mask)
-        assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)
+        assert (target.stat().st_mode & 0o777) == (0o666 & ~umask)
         assert target.read_bytes() == mnist_files[name]
     finally:
         server.close()

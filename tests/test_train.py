@@ -223,14 +223,8 @@ def test_generate_writes_a_grid_and_uint8_images(data_dir, tmp_path, capsys):
     assert "not a run directory" in capsys.readouterr().err
 
 
-def test_files_written_atomically_get_the_usual_permissions(tmp_path):
+def test_files_written_atomically_get_the_usual_permissions(tmp_path, umask):
     path = tmp_path / "file.json"
     train.write_json(str(path), {"a": 1})
-    assert (path.stat().st_mode & 0o777) == (0o666 & ~current_umask())
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
     assert [p.name for p in tmp_path.iterdir()] == ["file.json"]  # no temporary file left
-
-
-def current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
