@@ -202,7 +202,9 @@ def save_grid_png(path, images, side, title=None):
     else:
         axis.imshow(grid, interpolation="nearest")
     if title:
-        figure.suptitle(title, fontsize=9, y=1 - 0.05 * title_inches / (side + title_inches))
+        # centred in the strip of title_inches above the grid
+        figure.suptitle(title, fontsize=9, y=1 - title_inches / 2 / (side + title_inches),
+                        verticalalignment="center")
     return save_figure(figure, path, dpi=64)
 
 
