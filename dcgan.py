@@ -37,6 +37,11 @@ D_FILTERS = (64, 128, 256)
 # Transposed convolutions on inputs of at most this many pixels run as one GEMM + col2im
 # (conv2d_transpose_gemm) instead of oneDNN's kernel: the generator's 4x4 -> 8x8 layer.
 GEMM_DECONV_MAX_PIXELS = 16
+# Image-side layers (at most this many channels on the image side: the discriminator's first
+# convolution, the generator's last transposed convolution) run as stride-1 3x3 convolutions on
+# 2x2 pixel blocks (conv2d_space_to_depth, conv2d_transpose_subpixel): with 1-3 channels oneDNN's
+# stride-2 kernels have almost nothing to vectorize over.
+SUBPIXEL_MAX_CHANNELS = 3
 
 GENERATOR_SCOPE = "generator"
 DISCRIMINATOR_SCOPE = "discriminator"
@@ -73,7 +78,10 @@ def _dense(x, units, name, use_bias=True):
 def _conv2d(x, filters, name, use_bias=True):
     with tf1.variable_scope(name):
         kernel = _weight("kernel", [KERNEL_SIZE, KERNEL_SIZE, x.shape[-1], filters], x.dtype)
-        y = tf.nn.conv2d(x, kernel, strides=STRIDE, padding="SAME")
+        if x.shape[-1] <= SUBPIXEL_MAX_CHANNELS:
+            y = conv2d_space_to_depth(x, kernel)
+        else:
+            y = tf.nn.conv2d(x, kernel, strides=STRIDE, padding="SAME")
         return tf.nn.bias_add(y, _bias("bias", filters, x.dtype)) if use_bias else y
 
 
@@ -84,6 +92,8 @@ def _conv2d_transpose(x, filters, name, use_bias=True):
         height, width = x.shape[1] * STRIDE, x.shape[2] * STRIDE
         if x.shape[1] * x.shape[2] <= GEMM_DECONV_MAX_PIXELS:
             y = conv2d_transpose_gemm(x, kernel)
+        elif filters <= SUBPIXEL_MAX_CHANNELS:
+            y = conv2d_transpose_subpixel(x, kernel)
         else:
             output_shape = tf.stack([tf.shape(x)[0], height, width, filters])
             y = tf.nn.conv2d_transpose(x, kernel, output_shape, strides=STRIDE, padding="SAME")
@@ -171,6 +181,67 @@ def conv2d_transpose_gemm(x, kernel):
         return y, gradient
 
     return transposed_conv(x, kernel)
+
+
+# Both block rewrites below rest on one fact: along each axis, a 5x5 stride-2 'SAME' convolution
+# gives output pixel m the input pixels 2m + k - 1 times taps k = 0..4 (_PAD_BEFORE = 1). Split
+# the input into 2-pixel blocks, pixel 2i + q: the 5 taps become 3 block offsets j = i - m + 1
+# (a 3x3 'SAME' stride-1 window) of 2 phases q each, tap k = 2j + q - 1, the sixth (k = -1)
+# zero. The kernels are rearranged in the graph on every step (a few thousand numbers); the
+# variables keep the 5x5 layout, so checkpoints are unchanged.
+_BLOCK_TAPS = 3
+
+
+def _blocked_kernel(kernel):
+    """[5, 5, a, b] -> [3, 3, 2, 2, a, b] (jy, jx, qy, qx): tap (2jy + qy - 1, 2jx + qx - 1)."""
+    padded = tf.pad(kernel, [[1, 0], [1, 0], [0, 0], [0, 0]])  # index 2j + q holds tap 2j + q - 1
+    blocked = tf.reshape(padded, [_BLOCK_TAPS, STRIDE, _BLOCK_TAPS, STRIDE, *kernel.shape[2:]])
+    return tf.transpose(blocked, [0, 2, 1, 3, 4, 5])
+
+
+def conv2d_space_to_depth(x, kernel):
+    """tf.nn.conv2d(x, kernel, strides=2, padding='SAME') as a 3x3 stride-1 convolution.
+
+    The input's 2x2 pixel blocks become 4*c_in channels (space_to_depth); output pixel m reads
+    blocks m - 1, m, m + 1 ('SAME' 3x3), and block tap j, phase q is the 5x5 tap 2j + q - 1.
+    36 taps instead of 25, but a forward stride-1 kernel over 4*c_in channels (bench.py; README).
+
+    Args:
+      x: [batch, h, w, c_in], h and w even.
+      kernel: [5, 5, c_in, c_out].
+
+    Returns:
+      [batch, h/2, w/2, c_out].
+    """
+    in_channels, out_channels = kernel.shape[2], kernel.shape[3]
+    blocked = tf.reshape(_blocked_kernel(kernel),  # [jy, jx, qy, qx, c_in, c_out]
+                         [_BLOCK_TAPS, _BLOCK_TAPS, STRIDE * STRIDE * in_channels, out_channels])
+    return tf.nn.conv2d(tf.nn.space_to_depth(x, STRIDE), blocked, strides=1, padding="SAME")
+
+
+def conv2d_transpose_subpixel(x, kernel):
+    """tf.nn.conv2d_transpose(x, kernel, strides=2, padding='SAME') as a 3x3 stride-1 convolution.
+
+    Output pixel 2m + p gets input pixel i with tap k = 2(m - i) + p + 1: a 3x3
+    'SAME' convolution over input pixels m - 1, m, m + 1 (j = i - m + 1) to 4*c_out channels, one
+    group per output phase (py, px), with tap k = 3 - 2j + p; depth_to_space interleaves the
+    phases. 36 taps instead of 25, but forward stride-1 kernels (bench.py; README).
+
+    Args:
+      x: [batch, h, w, c_in].
+      kernel: [5, 5, c_out, c_in], the transposed-convolution layout.
+
+    Returns:
+      [batch, 2h, 2w, c_out].
+    """
+    out_channels, in_channels = kernel.shape[2], kernel.shape[3]
+    # Tap 3 - 2j + p is _blocked_kernel's 2j' + q - 1 with j' = 2 - j, q = p: the block taps
+    # reversed, the phases kept.
+    blocked = _blocked_kernel(kernel)[::-1, ::-1]           # [jy, jx, py, px, c_out, c_in]
+    blocked = tf.reshape(tf.transpose(blocked, [0, 1, 5, 2, 3, 4]),
+                         [_BLOCK_TAPS, _BLOCK_TAPS, in_channels, STRIDE * STRIDE * out_channels])
+    phases = tf.nn.conv2d(x, blocked, strides=1, padding="SAME")  # channel (py*2 + px)*c_out + c
+    return tf.nn.depth_to_space(phases, STRIDE)
 
 
 def _batch_norm(x, training, name, update_moving_stats=True):

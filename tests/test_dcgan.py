@@ -213,17 +213,55 @@ def test_gemm_transposed_convolution_matches_tensorflow(graph, height, width, in
         np.testing.assert_allclose(have, want, rtol=1e-12, atol=1e-12)
 
 
-def test_generator_uses_the_gemm_transposed_convolution_where_set(graph):
-    """The 4x4 -> 8x8 layer is a MatMul; the larger ones stay oneDNN's transposed convolution."""
+@pytest.mark.parametrize("height, width, in_channels, out_channels",
+                         [(8, 8, 3, 4), (6, 4, 1, 5), (2, 2, 2, 3)])
+def test_block_convolutions_match_tensorflow(graph, height, width, in_channels, out_channels):
+    """conv2d_space_to_depth and conv2d_transpose_subpixel: the same outputs and gradients as
+    TensorFlow's stride-2 convolution and transposed convolution."""
+    rng = np.random.default_rng(4)
+    pairs = []
+    x = tf.constant(rng.standard_normal((2, height, width, in_channels)), tf.float64)
+    kernel = tf.constant(rng.standard_normal((5, 5, in_channels, out_channels)), tf.float64)
+    pairs.append((x, kernel, tf.nn.conv2d(x, kernel, strides=2, padding="SAME"),
+                  dcgan.conv2d_space_to_depth(x, kernel)))
+    # The transposed convolution maps out_channels back to in_channels with the same kernel.
+    y = tf.constant(rng.standard_normal((2, height // 2, width // 2, out_channels)), tf.float64)
+    pairs.append((y, kernel, tf.nn.conv2d_transpose(y, kernel, [2, height, width, in_channels],
+                                                    strides=2, padding="SAME"),
+                  dcgan.conv2d_transpose_subpixel(y, kernel)))
+    fetches = []
+    for inputs, weights, reference, rewritten in pairs:
+        assert rewritten.shape.as_list() == reference.shape.as_list()
+        output_gradient = tf.constant(rng.standard_normal(reference.shape), tf.float64)
+        fetches.append(([reference] + tf.gradients(reference, [inputs, weights], output_gradient),
+                        [rewritten] + tf.gradients(rewritten, [inputs, weights], output_gradient)))
+    with session(graph) as sess:
+        for expected, got in sess.run(fetches):
+            for want, have in zip(expected, got):
+                np.testing.assert_allclose(have, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_each_layer_uses_the_kernel_set_for_it(graph, channels):
+    """Generator: 4x4 -> 8x8 a MatMul, 8x8 -> 16x16 oneDNN's transposed convolution, the image
+    layer a stride-1 sub-pixel convolution; discriminator: the image layer a stride-1 convolution
+    on 2x2 blocks, the others stride-2 convolutions."""
     z = tf1.placeholder(tf.float32, [None, dcgan.Z_DIM])
-    dcgan.generator(z, 3)
-    op_types = {}
+    images = dcgan.generator(z, channels)
+    dcgan.discriminator(images)
+    op_types, strides = {}, {}
     for op in graph.get_operations():
-        layer = op.name.split("/")[1] if op.name.startswith("generator/deconv") else None
-        op_types.setdefault(layer, set()).add(op.type)
+        parts = op.name.split("/")
+        if parts[0] in ("generator", "discriminator") and len(parts) > 2:
+            op_types.setdefault(parts[1], set()).add(op.type)
+            if op.type == "Conv2D":
+                strides[parts[1]] = op.get_attr("strides")[1]
     assert "MatMul" in op_types["deconv2"] and "Conv2DBackpropInput" not in op_types["deconv2"]
     assert "Conv2DBackpropInput" in op_types["deconv3"]
-    assert "Conv2DBackpropInput" in op_types["deconv4"]
+    assert "DepthToSpace" in op_types["deconv4"] and strides["deconv4"] == 1
+    assert "Conv2DBackpropInput" not in op_types["deconv4"]
+    assert "SpaceToDepth" in op_types["conv1"] and strides["conv1"] == 1
+    assert strides["conv2"] == strides["conv3"] == 2
 
 
 def test_value_errors(graph):
