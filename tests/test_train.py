@@ -2,6 +2,7 @@
 resuming (after a clean stop, SIGTERM and SIGKILL), NaN handling and every error path."""
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,6 +51,14 @@ def test_a_run_leaves_samples_plots_metrics_events_and_checkpoints(data_dir, tmp
     out = capsys.readouterr().out
     assert '"batch_size": 16' in out and "device: CPU" in out and "seed 0" in out
     assert "first step ran on: " in out and "CPU:0" in out
+    epoch_lines = re.findall(r"epoch (\d): (\d+) steps in ([\d.]+) s, ([\d.]+) images/s, "
+                             r"([\d.]+)% of it in the training step", out)
+    assert [(epoch, steps) for epoch, steps, *_ in epoch_lines] == [("1", "4"), ("2", "4")]
+    for _, _, seconds, images_per_sec, share in epoch_lines:
+        seconds = float(seconds)  # printed to 0.1 s
+        assert 4 * BATCH / (seconds + 0.05) - 0.05 <= float(images_per_sec) \
+            <= 4 * BATCH / max(seconds - 0.05, 1e-9) + 0.05
+        assert 0 < float(share) < 100
     for name in ("samples/epoch_0001.png", "samples/epoch_0002.png", "losses.png", "metrics.csv",
                  "config.json", "checkpoints/checkpoint"):
         assert (run / name).is_file(), name
