@@ -222,10 +222,10 @@ def conv2d_space_to_depth(x, kernel):
 def conv2d_transpose_subpixel(x, kernel):
     """tf.nn.conv2d_transpose(x, kernel, strides=2, padding='SAME') as a 3x3 stride-1 convolution.
 
-    Output pixel 2m + p gets input pixel i with tap k = 2(m - i) + p + 1: a 3x3
-    'SAME' convolution over input pixels m - 1, m, m + 1 (j = i - m + 1) to 4*c_out channels, one
-    group per output phase (py, px), with tap k = 3 - 2j + p; depth_to_space interleaves the
-    phases. 36 taps instead of 25, but forward stride-1 kernels (bench.py; README).
+    Output pixel 2m + p gets input pixel i with tap k = 2(m - i) + p + 1: a 3x3 'SAME'
+    convolution over input pixels m - 1, m, m + 1 (j = i - m + 1) to 4*c_out channels, one group
+    per output phase (py, px), with tap k = 3 - 2j + p; depth_to_space interleaves the phases.
+    36 taps instead of 25, but forward stride-1 kernels (bench.py; README).
 
     Args:
       x: [batch, h, w, c_in].
