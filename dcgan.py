@@ -116,18 +116,21 @@ def _col2im(columns, height, width, channels):
     Each of the four output phases is then a sum of shifted [batch, h, w, c] tensors, and the
     phases interleave by a reshape.
     """
-    taps = tf.unstack(columns, axis=3)
-
-    def shifted(tap, dy, dx):  # out[m, n] = tap[m - dy, n - dx], zero outside
-        padded = tf.pad(tap, [[0, 0], [1, 1], [1, 1], [0, 0]])
-        return padded[:, 1 - dy:1 - dy + height, 1 - dx:1 - dx + width, :]
+    def shifted(tap, dy, dx):  # out[m, n] = columns[m - dy, n - dx, tap], zero outside
+        # Slice the rows and columns that land inside, then pad the one missing edge: each tap is
+        # copied once at [batch, h, w, c] (an unstack + pad + slice per tap took twice as long).
+        inside = columns[:, max(0, -dy):height - max(0, dy), max(0, -dx):width - max(0, dx), tap]
+        if dy == 0 and dx == 0:
+            return inside
+        return tf.pad(inside, [[0, 0], [max(0, dy), max(0, -dy)], [max(0, dx), max(0, -dx)],
+                               [0, 0]])
 
     rows = []
     for py in range(STRIDE):
         phases = []
         for px in range(STRIDE):
             phases.append(tf.add_n([
-                shifted(taps[ky * KERNEL_SIZE + kx], (ky - _PAD_BEFORE - py) // STRIDE,
+                shifted(ky * KERNEL_SIZE + kx, (ky - _PAD_BEFORE - py) // STRIDE,
                         (kx - _PAD_BEFORE - px) // STRIDE)
                 for ky in range(KERNEL_SIZE) if (ky - _PAD_BEFORE - py) % STRIDE == 0
                 for kx in range(KERNEL_SIZE) if (kx - _PAD_BEFORE - px) % STRIDE == 0]))
