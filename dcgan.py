@@ -108,13 +108,13 @@ _PAD_BEFORE = (KERNEL_SIZE - STRIDE) // 2
 _PAD_AFTER = KERNEL_SIZE - STRIDE - _PAD_BEFORE
 
 
-def _col2im(columns, height, width, channels):
+def _col2im(columns, height, width):
     """Sums tap contributions [batch, h, w, 25, c] into the stride-2 output [batch, 2h, 2w, c].
 
     Output pixel (2m + py, 2n + px) gets the taps (ky, kx) with ky - 1 = py (mod 2) and
     kx - 1 = px (mod 2), from input pixel (m - dy, n - dx), dy = (ky - 1 - py) / 2 in {-1, 0, 1}.
-    Each of the four output phases is then a sum of shifted [batch, h, w, c] tensors, and the
-    phases interleave by a reshape.
+    Each of the four output phases is then a sum of shifted [batch, h, w, c] tensors, and
+    depth_to_space interleaves the phases (as in conv2d_transpose_subpixel).
     """
     def shifted(tap, dy, dx):  # out[m, n] = columns[m - dy, n - dx, tap], zero outside
         # Slice the rows and columns that land inside, then pad the one missing edge: each tap is
@@ -125,18 +125,13 @@ def _col2im(columns, height, width, channels):
         return tf.pad(inside, [[0, 0], [max(0, dy), max(0, -dy)], [max(0, dx), max(0, -dx)],
                                [0, 0]])
 
-    rows = []
-    for py in range(STRIDE):
-        phases = []
-        for px in range(STRIDE):
-            phases.append(tf.add_n([
-                shifted(ky * KERNEL_SIZE + kx, (ky - _PAD_BEFORE - py) // STRIDE,
-                        (kx - _PAD_BEFORE - px) // STRIDE)
-                for ky in range(KERNEL_SIZE) if (ky - _PAD_BEFORE - py) % STRIDE == 0
-                for kx in range(KERNEL_SIZE) if (kx - _PAD_BEFORE - px) % STRIDE == 0]))
-        rows.append(tf.stack(phases, axis=3))                 # [batch, h, w, px, c]
-    interleaved = tf.stack(rows, axis=2)                      # [batch, h, py, w, px, c]
-    return tf.reshape(interleaved, [-1, STRIDE * height, STRIDE * width, channels])
+    phases = [  # in depth_to_space's channel order, (py * 2 + px) * c + channel
+        tf.add_n([shifted(ky * KERNEL_SIZE + kx, (ky - _PAD_BEFORE - py) // STRIDE,
+                          (kx - _PAD_BEFORE - px) // STRIDE)
+                  for ky in range(KERNEL_SIZE) if (ky - _PAD_BEFORE - py) % STRIDE == 0
+                  for kx in range(KERNEL_SIZE) if (kx - _PAD_BEFORE - px) % STRIDE == 0])
+        for py in range(STRIDE) for px in range(STRIDE)]
+    return tf.nn.depth_to_space(tf.concat(phases, axis=3), STRIDE)
 
 
 def conv2d_transpose_gemm(x, kernel):
@@ -165,7 +160,7 @@ def conv2d_transpose_gemm(x, kernel):
         matrix = tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [in_channels, taps * out_channels])
         pixels = tf.reshape(x, [-1, in_channels])
         columns = tf.reshape(tf.matmul(pixels, matrix), [-1, height, width, taps, out_channels])
-        y = _col2im(columns, height, width, out_channels)
+        y = _col2im(columns, height, width)
 
         def gradient(dy):
             padded = tf.pad(dy, [[0, 0], [_PAD_BEFORE, _PAD_AFTER], [_PAD_BEFORE, _PAD_AFTER],
