@@ -191,44 +191,9 @@ def test_sampler_uses_moving_statistics(graph):
     np.testing.assert_allclose(alone[0], in_first_batch[0], atol=1e-5)
 
 
-@pytest.mark.parametrize("height, width, in_channels, out_channels",
-                         [(4, 4, 6, 5), (3, 5, 4, 2), (1, 1, 3, 1)])
-def test_gemm_transposed_convolution_matches_tensorflow(graph, height, width, in_channels,
-                                                        out_channels):
-    """conv2d_transpose_gemm: the same output and the same input and kernel gradients."""
-    rng = np.random.default_rng(3)
-    x = tf.constant(rng.standard_normal((2, height, width, in_channels)), tf.float64)
-    kernel = tf.constant(rng.standard_normal((5, 5, out_channels, in_channels)), tf.float64)
-    output_gradient = tf.constant(
-        rng.standard_normal((2, 2 * height, 2 * width, out_channels)), tf.float64)
-    reference = tf.nn.conv2d_transpose(x, kernel, [2, 2 * height, 2 * width, out_channels],
-                                       strides=2, padding="SAME")
-    gemm = dcgan.conv2d_transpose_gemm(x, kernel)
-    assert gemm.shape.as_list() == [2, 2 * height, 2 * width, out_channels]
-    with session(graph) as sess:
-        expected, got = sess.run([
-            [reference] + tf.gradients(reference, [x, kernel], output_gradient),
-            [gemm] + tf.gradients(gemm, [x, kernel], output_gradient)])
-    for want, have in zip(expected, got):
-        np.testing.assert_allclose(have, want, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("height, width, in_channels, out_channels",
-                         [(8, 8, 3, 4), (6, 4, 1, 5), (2, 2, 2, 3)])
-def test_block_convolutions_match_tensorflow(graph, height, width, in_channels, out_channels):
-    """conv2d_space_to_depth and conv2d_transpose_subpixel: the same outputs and gradients as
-    TensorFlow's stride-2 convolution and transposed convolution."""
-    rng = np.random.default_rng(4)
-    pairs = []
-    x = tf.constant(rng.standard_normal((2, height, width, in_channels)), tf.float64)
-    kernel = tf.constant(rng.standard_normal((5, 5, in_channels, out_channels)), tf.float64)
-    pairs.append((x, kernel, tf.nn.conv2d(x, kernel, strides=2, padding="SAME"),
-                  dcgan.conv2d_space_to_depth(x, kernel)))
-    # The transposed convolution maps out_channels back to in_channels with the same kernel.
-    y = tf.constant(rng.standard_normal((2, height // 2, width // 2, out_channels)), tf.float64)
-    pairs.append((y, kernel, tf.nn.conv2d_transpose(y, kernel, [2, height, width, in_channels],
-                                                    strides=2, padding="SAME"),
-                  dcgan.conv2d_transpose_subpixel(y, kernel)))
+def assert_same_values_and_gradients(graph, rng, pairs):
+    """For each (inputs, weights, reference, rewritten): equal outputs and equal gradients with
+    respect to inputs and weights, for one random output gradient, in float64 to 1e-12."""
     fetches = []
     for inputs, weights, reference, rewritten in pairs:
         assert rewritten.shape.as_list() == reference.shape.as_list()
@@ -239,6 +204,38 @@ def test_block_convolutions_match_tensorflow(graph, height, width, in_channels, 
         for expected, got in sess.run(fetches):
             for want, have in zip(expected, got):
                 np.testing.assert_allclose(have, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("height, width, in_channels, out_channels",
+                         [(4, 4, 6, 5), (3, 5, 4, 2), (1, 1, 3, 1)])
+def test_gemm_transposed_convolution_matches_tensorflow(graph, height, width, in_channels,
+                                                        out_channels):
+    """conv2d_transpose_gemm: the same output and the same input and kernel gradients."""
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.standard_normal((2, height, width, in_channels)), tf.float64)
+    kernel = tf.constant(rng.standard_normal((5, 5, out_channels, in_channels)), tf.float64)
+    reference = tf.nn.conv2d_transpose(x, kernel, [2, 2 * height, 2 * width, out_channels],
+                                       strides=2, padding="SAME")
+    assert_same_values_and_gradients(graph, rng, [
+        (x, kernel, reference, dcgan.conv2d_transpose_gemm(x, kernel))])
+
+
+@pytest.mark.parametrize("height, width, in_channels, out_channels",
+                         [(8, 8, 3, 4), (6, 4, 1, 5), (2, 2, 2, 3)])
+def test_block_convolutions_match_tensorflow(graph, height, width, in_channels, out_channels):
+    """conv2d_space_to_depth and conv2d_transpose_subpixel: the same outputs and gradients as
+    TensorFlow's stride-2 convolution and transposed convolution."""
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.standard_normal((2, height, width, in_channels)), tf.float64)
+    kernel = tf.constant(rng.standard_normal((5, 5, in_channels, out_channels)), tf.float64)
+    # The transposed convolution maps out_channels back to in_channels with the same kernel.
+    y = tf.constant(rng.standard_normal((2, height // 2, width // 2, out_channels)), tf.float64)
+    assert_same_values_and_gradients(graph, rng, [
+        (x, kernel, tf.nn.conv2d(x, kernel, strides=2, padding="SAME"),
+         dcgan.conv2d_space_to_depth(x, kernel)),
+        (y, kernel, tf.nn.conv2d_transpose(y, kernel, [2, height, width, in_channels], strides=2,
+                                           padding="SAME"),
+         dcgan.conv2d_transpose_subpixel(y, kernel))])
 
 
 @pytest.mark.parametrize("channels", [3, 1])
