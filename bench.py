@@ -1,7 +1,7 @@
 """Training-step throughput of the real training graph: `python bench.py`.
 
 Builds the graph with dcgan.build_model and the session with dcgan.session_config, exactly as
-train.py does, and feeds it through train.step_feed (uint8 batches of a shuffled in-memory
+train.py does, and feeds it through dcgan.step_feed (uint8 batches of a shuffled in-memory
 dataset, z drawn per step), so what is timed is the step train.py runs. After --warmup steps it
 times --steps steps and prints, per configuration (g-steps x channels x precision):
 
@@ -27,9 +27,14 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import data  # noqa: E402
-import train  # noqa: E402
+import dcgan  # noqa: E402
+import devices  # noqa: E402
+import runs  # noqa: E402
+
+tf1 = tf.compat.v1
 
 DATASET_IMAGES = 2048  # random uint8 images to draw batches from
 
@@ -37,20 +42,28 @@ DATASET_IMAGES = 2048  # random uint8 images to draw batches from
 def flop_count(channels, g_steps, batch_size=1):
     """FLOPs of one training step of build_model, per `batch_size` images.
 
-    Per image, forward multiply-adds: G = dense 100x8192 + three 5x5 stride-2 transposed convs
-    (input positions x 25 x C_in x C_out); D = three 5x5 stride-2 convs (output positions x 25 x
-    C_in x C_out) + dense 4096x1. Backward: a weight gradient and an input gradient each cost one
-    forward. The D update: G forward; D forward on real and fake; D weight gradients on both; D
-    input gradients on both down to (not into) the first conv. Each G update: D forward on the
-    fake batch, D input gradients down to the image, G weight gradients, G input gradients down to
-    (not into) the dense layer; plus a G forward, except for the first G update, which reuses the
-    D update's.
+    Per image, forward multiply-adds, from dcgan.py's architecture: G = dense z -> 4x4x512 plus
+    the transposed convolutions (input positions x k^2 x C_in x C_out); D = the convolutions
+    (output positions x k^2 x C_in x C_out) plus the dense logit. Backward: a weight gradient
+    and an input gradient each cost one forward. The D update: G forward; D forward on real and
+    fake; D weight gradients on both; D input gradients on both down to (not into) the first
+    conv. Each G update: D forward on the fake batch, D input gradients down to the image, G
+    weight gradients, G input gradients down to (not into) the dense layer; plus a G forward,
+    except for the first G update, which reuses the D update's.
     """
-    z_dim, k2 = 100, 25
-    g_layers = [z_dim * 4 * 4 * 512, 4 * 4 * k2 * 512 * 256, 8 * 8 * k2 * 256 * 128,
-                16 * 16 * k2 * 128 * channels]
-    d_layers = [16 * 16 * k2 * channels * 64, 8 * 8 * k2 * 64 * 128, 4 * 4 * k2 * 128 * 256,
-                4 * 4 * 256]
+    taps = dcgan.KERNEL_SIZE ** 2
+    side, _, base_channels = dcgan.G_BASE_SHAPE
+    g_layers = [dcgan.Z_DIM * side * side * base_channels]
+    g_channels = (base_channels, *dcgan.G_FILTERS, channels)
+    for c_in, c_out in zip(g_channels, g_channels[1:]):
+        g_layers.append(side * side * taps * c_in * c_out)
+        side *= dcgan.STRIDE
+    d_layers, side = [], data.IMAGE_SIZE
+    d_channels = (channels, *dcgan.D_FILTERS)
+    for c_in, c_out in zip(d_channels, d_channels[1:]):
+        side //= dcgan.STRIDE
+        d_layers.append(side * side * taps * c_in * c_out)
+    d_layers.append(side * side * d_channels[-1])  # the dense logit
     g_fwd, d_fwd = sum(g_layers), sum(d_layers)
     d_update = g_fwd + 2 * d_fwd + 2 * d_fwd + 2 * (d_fwd - d_layers[0])
     g_update_shared = d_fwd + d_fwd + g_fwd + (g_fwd - g_layers[0])
@@ -60,11 +73,6 @@ def flop_count(channels, g_steps, batch_size=1):
 
 def measure(channels, g_steps, precision, args):
     """Builds the training graph and times it; returns a result dict."""
-    import tensorflow as tf
-
-    import dcgan
-    tf1 = tf.compat.v1
-
     graph = tf.Graph()
     with graph.as_default():
         tf1.set_random_seed(0)
@@ -72,7 +80,8 @@ def measure(channels, g_steps, precision, args):
         init = tf1.global_variables_initializer()
     graph.finalize()
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (DATASET_IMAGES, 32, 32, channels), dtype=np.uint8)
+    images = rng.integers(0, 256, (DATASET_IMAGES, data.IMAGE_SIZE, data.IMAGE_SIZE, channels),
+                          dtype=np.uint8)
     batches = data.BatchIterator(DATASET_IMAGES, args.batch_size, seed=0)
 
     def index_stream():
@@ -86,7 +95,7 @@ def measure(channels, g_steps, precision, args):
         sess.run(init)
         for step in range(args.warmup + args.steps):
             start = time.perf_counter()  # the feed's Python work is part of a step
-            feed = train.step_feed(model, images, next(stream), 0, step)
+            feed = dcgan.step_feed(model, images, next(stream), 0, step)
             _, d_loss, g_loss = sess.run([model.train_step, model.d_loss, model.g_loss], feed)
             if step >= args.warmup:
                 step_seconds.append(time.perf_counter() - start)
@@ -102,10 +111,6 @@ def measure(channels, g_steps, precision, args):
 
 def matmul_peak(n=4096, reps=10):
     """float32 GFLOP/s of an n x n matmul in TensorFlow: the practical peak of this machine."""
-    import tensorflow as tf
-
-    import dcgan
-    tf1 = tf.compat.v1
     graph = tf.Graph()
     with graph.as_default():
         a = tf1.get_variable("a", [n, n], initializer=tf1.random_normal_initializer())
@@ -123,8 +128,6 @@ def matmul_peak(n=4096, reps=10):
 
 
 def main(argv=None):
-    import dcgan
-
     parser = argparse.ArgumentParser(description="Throughput of the DCGAN training step.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--g-steps", type=int, choices=[1, 2], default=None,
@@ -144,7 +147,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.batch_size <= 0 or args.steps <= 0 or args.warmup < 0:
         parser.error("--batch-size and --steps must be positive, --warmup >= 0")
-    bfloat16_ok, bfloat16_reason = dcgan.bfloat16_support()
+    bfloat16_ok, bfloat16_reason = devices.bfloat16_support()
     if args.precision == "bfloat16" and not bfloat16_ok:
         print(f"error: --precision bfloat16: {bfloat16_reason}", file=sys.stderr)
         return 1
@@ -153,7 +156,6 @@ def main(argv=None):
     g_steps_list = [args.g_steps] if args.g_steps else [1, 2]
     channels_list = [args.channels] if args.channels else [3, 1]
 
-    import tensorflow as tf
     print(f"tensorflow {tf.__version__}, numpy {np.__version__}, python {platform.python_version()}"
           f", {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
           f"bfloat16: {bfloat16_reason}; threads intra={args.intra_op_threads} "
@@ -176,7 +178,7 @@ def main(argv=None):
               "machine": {"cores": os.cpu_count(), "processor": platform.processor(),
                           "bfloat16": bfloat16_reason},
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    train.write_json(args.json, report)
+    runs.write_json(args.json, report)
     return 0
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 IMAGE_SIZE = 32
 MNIST_SIZE = 28
+PIXEL_HALF_RANGE = 127.5  # pixels 0..255 <-> [-1, 1]: x / 127.5 - 1
 DOWNLOAD_TIMEOUT_SECONDS = 60
 
 
@@ -77,7 +78,12 @@ def channels(name):
 
 def scale(images):
     """Maps uint8 pixels 0..255 to float32 -1..1 (x / 127.5 - 1)."""
-    return images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+    return images.astype(np.float32) / np.float32(PIXEL_HALF_RANGE) - np.float32(1.0)
+
+
+def to_uint8(images):
+    """Maps [-1, 1] floats to 0..255 uint8, rounding to the nearest level: the inverse of scale."""
+    return np.clip(np.rint((images + 1.0) * PIXEL_HALF_RANGE), 0, 255).astype(np.uint8)
 
 
 def _check_name(name):

@@ -3,23 +3,28 @@
 TensorFlow 1.x graph mode through `tf.compat.v1`, eager execution disabled on import. No Keras:
 Keras 3 (bundled with TF 2.16+) removed `tf.compat.v1.layers`, so every layer here is a few
 `tf.compat.v1.get_variable` calls under a `variable_scope` plus a `tf.nn` op. Checkpoint names
-therefore read `generator/deconv2/kernel`, `discriminator/bn3/moving_mean`, and so on.
+therefore read `generator/deconv2/kernel`, `discriminator/bn3/moving_mean`, and so on. How the
+convolutions are computed is `convolutions.py`'s business; the variables are the same either way.
 
 Every hyperparameter of the paper (Radford et al. 2015) and of the blog post this project follows
 is a named default right below; nothing else in the project repeats a number of the paper.
-No file I/O and no flags live here: that is `data.py` and `train.py`.
+No file I/O and no flags live here.
 """
 import collections
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
+
+import convolutions
+import data
+import devices
 
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()
 
 # --- The paper's and the blog post's hyperparameters, in one place. ---------------------------
-Z_DIM = 100              # z ~ U(-1, 1)^100
-IMAGE_SIZE = 32          # SVHN is 32x32; MNIST is padded to 32x32 by data.py
+Z_DIM = 100              # z ~ U(-1, 1)^100 (images are data.IMAGE_SIZE square)
 BATCH_SIZE = 128
 LEARNING_RATE = 0.0002   # Adam, both networks
 BETA1 = 0.5              # Adam momentum; 0.9 made training oscillate in the paper
@@ -28,20 +33,12 @@ SMOOTH = 0.1             # one-sided label smoothing: real labels are 1 - SMOOTH
 INIT_STDDEV = 0.02       # all weights ~ N(0, 0.02)
 KERNEL_SIZE = 5          # every convolution is 5x5 ...
 STRIDE = 2               # ... stride 2, 'SAME' padding
-BN_EPSILON = 1e-5        # the fused kernel raises anything below 1.001e-5 to 1.001e-5 (cuDNN's floor)
+BN_EPSILON = 1e-5        # the fused kernel raises it to 1.001e-5 (cuDNN's floor)
 BN_MOMENTUM = 0.9        # moving statistics: m <- 0.9 m + 0.1 batch
 G_STEPS = 2              # generator updates per discriminator update (the blog post's notebook)
 G_BASE_SHAPE = (4, 4, 512)
 G_FILTERS = (256, 128)   # then output_dim channels
 D_FILTERS = (64, 128, 256)
-# Transposed convolutions on inputs of at most this many pixels run as one GEMM + col2im
-# (conv2d_transpose_gemm) instead of oneDNN's kernel: the generator's 4x4 -> 8x8 layer.
-GEMM_DECONV_MAX_PIXELS = 16
-# Image-side layers (at most this many channels on the image side: the discriminator's first
-# convolution, the generator's last transposed convolution) run as stride-1 3x3 convolutions on
-# 2x2 pixel blocks (conv2d_space_to_depth, conv2d_transpose_subpixel): with 1-3 channels oneDNN's
-# stride-2 kernels have almost nothing to vectorize over.
-SUBPIXEL_MAX_CHANNELS = 3
 
 GENERATOR_SCOPE = "generator"
 DISCRIMINATOR_SCOPE = "discriminator"
@@ -75,171 +72,19 @@ def _dense(x, units, name, use_bias=True):
         return tf.nn.bias_add(y, _bias("bias", units, x.dtype)) if use_bias else y
 
 
-def _conv2d(x, filters, name, use_bias=True):
+def _conv2d(x, filters, name, implementation, use_bias=True):
     with tf1.variable_scope(name):
         kernel = _weight("kernel", [KERNEL_SIZE, KERNEL_SIZE, x.shape[-1], filters], x.dtype)
-        if x.shape[-1] <= SUBPIXEL_MAX_CHANNELS:
-            y = conv2d_space_to_depth(x, kernel)
-        else:
-            y = tf.nn.conv2d(x, kernel, strides=STRIDE, padding="SAME")
+        y = convolutions.conv2d(x, kernel, STRIDE, implementation)
         return tf.nn.bias_add(y, _bias("bias", filters, x.dtype)) if use_bias else y
 
 
-def _conv2d_transpose(x, filters, name, use_bias=True):
+def _conv2d_transpose(x, filters, name, implementation, use_bias=True):
     with tf1.variable_scope(name):
         # A transposed kernel is [height, width, out_channels, in_channels].
         kernel = _weight("kernel", [KERNEL_SIZE, KERNEL_SIZE, filters, x.shape[-1]], x.dtype)
-        height, width = x.shape[1] * STRIDE, x.shape[2] * STRIDE
-        if x.shape[1] * x.shape[2] <= GEMM_DECONV_MAX_PIXELS:
-            y = conv2d_transpose_gemm(x, kernel)
-        elif filters <= SUBPIXEL_MAX_CHANNELS:
-            y = conv2d_transpose_subpixel(x, kernel)
-        else:
-            output_shape = tf.stack([tf.shape(x)[0], height, width, filters])
-            y = tf.nn.conv2d_transpose(x, kernel, output_shape, strides=STRIDE, padding="SAME")
-            y = tf.reshape(y, [-1, height, width, filters])  # restore the static shape
+        y = convolutions.conv2d_transpose(x, kernel, STRIDE, implementation)
         return tf.nn.bias_add(y, _bias("bias", filters, x.dtype)) if use_bias else y
-
-
-# A 5x5 stride-2 'SAME' transposed convolution puts input pixel (i, j) times kernel tap (ky, kx)
-# at output pixel (2i + ky - 1, 2j + kx - 1): TensorFlow pads the matching forward convolution
-# by 1 before and 2 after.
-_PAD_BEFORE = (KERNEL_SIZE - STRIDE) // 2
-_PAD_AFTER = KERNEL_SIZE - STRIDE - _PAD_BEFORE
-
-
-def _col2im(columns, height, width):
-    """Sums tap contributions [batch, h, w, 25, c] into the stride-2 output [batch, 2h, 2w, c].
-
-    Output pixel (2m + py, 2n + px) gets the taps (ky, kx) with ky - 1 = py (mod 2) and
-    kx - 1 = px (mod 2), from input pixel (m - dy, n - dx), dy = (ky - 1 - py) / 2 in {-1, 0, 1}.
-    Each of the four output phases is then a sum of shifted [batch, h, w, c] tensors, and
-    depth_to_space interleaves the phases (as in conv2d_transpose_subpixel).
-    """
-    def shifted(tap, dy, dx):  # out[m, n] = columns[m - dy, n - dx, tap], zero outside
-        # Slice the rows and columns that land inside, then pad the one missing edge: each tap is
-        # copied once at [batch, h, w, c] (an unstack + pad + slice per tap took twice as long).
-        inside = columns[:, max(0, -dy):height - max(0, dy), max(0, -dx):width - max(0, dx), tap]
-        if dy == 0 and dx == 0:
-            return inside
-        return tf.pad(inside, [[0, 0], [max(0, dy), max(0, -dy)], [max(0, dx), max(0, -dx)],
-                               [0, 0]])
-
-    phases = [  # in depth_to_space's channel order, (py * 2 + px) * c + channel
-        tf.add_n([shifted(ky * KERNEL_SIZE + kx, (ky - _PAD_BEFORE - py) // STRIDE,
-                          (kx - _PAD_BEFORE - px) // STRIDE)
-                  for ky in range(KERNEL_SIZE) if (ky - _PAD_BEFORE - py) % STRIDE == 0
-                  for kx in range(KERNEL_SIZE) if (kx - _PAD_BEFORE - px) % STRIDE == 0])
-        for py in range(STRIDE) for px in range(STRIDE)]
-    return tf.nn.depth_to_space(tf.concat(phases, axis=3), STRIDE)
-
-
-def conv2d_transpose_gemm(x, kernel):
-    """tf.nn.conv2d_transpose(x, kernel, strides=2, padding='SAME') as one matrix product.
-
-    The same sums in a different order: every input pixel times the kernel, [batch*h*w, c_in] x
-    [c_in, 25*c_out], then `_col2im` adds the 25 taps into place. The gradient is written out:
-    the output gradient's 5x5 stride-2 patches (the forward convolution's im2col) times the
-    kernel, and the input transposed times those patches. On a 4x4 input oneDNN's
-    convolution kernels run far below the machine's matmul speed (bfloat16 weight gradients
-    most of all), and these three products are large plain GEMMs (bench.py; README).
-
-    Args:
-      x: [batch, h, w, c_in] with a static shape except the batch.
-      kernel: [5, 5, c_out, c_in], the transposed-convolution layout.
-
-    Returns:
-      [batch, 2h, 2w, c_out].
-    """
-    height, width, in_channels = x.shape[1], x.shape[2], x.shape[3]
-    out_channels = kernel.shape[2]
-    taps = KERNEL_SIZE * KERNEL_SIZE
-
-    @tf.custom_gradient
-    def transposed_conv(x, kernel):
-        matrix = tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [in_channels, taps * out_channels])
-        pixels = tf.reshape(x, [-1, in_channels])
-        columns = tf.reshape(tf.matmul(pixels, matrix), [-1, height, width, taps, out_channels])
-        y = _col2im(columns, height, width)
-
-        def gradient(dy):
-            padded = tf.pad(dy, [[0, 0], [_PAD_BEFORE, _PAD_AFTER], [_PAD_BEFORE, _PAD_AFTER],
-                                 [0, 0]])
-            patches = tf.image.extract_patches(
-                padded, [1, KERNEL_SIZE, KERNEL_SIZE, 1], [1, STRIDE, STRIDE, 1], [1, 1, 1, 1],
-                "VALID")
-            patches = tf.reshape(patches, [-1, taps * out_channels])
-            dx = tf.reshape(tf.matmul(patches, matrix, transpose_b=True),
-                            [-1, height, width, in_channels])
-            dmatrix = tf.matmul(pixels, patches, transpose_a=True)
-            dkernel = tf.transpose(tf.reshape(dmatrix, [in_channels, KERNEL_SIZE, KERNEL_SIZE,
-                                                        out_channels]), [1, 2, 3, 0])
-            return dx, dkernel
-
-        return y, gradient
-
-    return transposed_conv(x, kernel)
-
-
-# Both block rewrites below rest on one fact: along each axis, a 5x5 stride-2 'SAME' convolution
-# gives output pixel m the input pixels 2m + k - 1 times taps k = 0..4 (_PAD_BEFORE = 1). Split
-# the input into 2-pixel blocks, pixel 2i + q: the 5 taps become 3 block offsets j = i - m + 1
-# (a 3x3 'SAME' stride-1 window) of 2 phases q each, tap k = 2j + q - 1, the sixth (k = -1)
-# zero. The kernels are rearranged in the graph on every step (a few thousand numbers); the
-# variables keep the 5x5 layout, so checkpoints are unchanged.
-_BLOCK_TAPS = 3
-
-
-def _blocked_kernel(kernel):
-    """[5, 5, a, b] -> [3, 3, 2, 2, a, b] (jy, jx, qy, qx): tap (2jy + qy - 1, 2jx + qx - 1)."""
-    padded = tf.pad(kernel, [[1, 0], [1, 0], [0, 0], [0, 0]])  # index 2j + q holds tap 2j + q - 1
-    blocked = tf.reshape(padded, [_BLOCK_TAPS, STRIDE, _BLOCK_TAPS, STRIDE, *kernel.shape[2:]])
-    return tf.transpose(blocked, [0, 2, 1, 3, 4, 5])
-
-
-def conv2d_space_to_depth(x, kernel):
-    """tf.nn.conv2d(x, kernel, strides=2, padding='SAME') as a 3x3 stride-1 convolution.
-
-    The input's 2x2 pixel blocks become 4*c_in channels (space_to_depth); output pixel m reads
-    blocks m - 1, m, m + 1 ('SAME' 3x3), and block tap j, phase q is the 5x5 tap 2j + q - 1.
-    36 taps instead of 25, but a forward stride-1 kernel over 4*c_in channels (bench.py; README).
-
-    Args:
-      x: [batch, h, w, c_in], h and w even.
-      kernel: [5, 5, c_in, c_out].
-
-    Returns:
-      [batch, h/2, w/2, c_out].
-    """
-    in_channels, out_channels = kernel.shape[2], kernel.shape[3]
-    blocked = tf.reshape(_blocked_kernel(kernel),  # [jy, jx, qy, qx, c_in, c_out]
-                         [_BLOCK_TAPS, _BLOCK_TAPS, STRIDE * STRIDE * in_channels, out_channels])
-    return tf.nn.conv2d(tf.nn.space_to_depth(x, STRIDE), blocked, strides=1, padding="SAME")
-
-
-def conv2d_transpose_subpixel(x, kernel):
-    """tf.nn.conv2d_transpose(x, kernel, strides=2, padding='SAME') as a 3x3 stride-1 convolution.
-
-    Output pixel 2m + p gets input pixel i with tap k = 2(m - i) + p + 1: a 3x3 'SAME'
-    convolution over input pixels m - 1, m, m + 1 (j = i - m + 1) to 4*c_out channels, one group
-    per output phase (py, px), with tap k = 3 - 2j + p; depth_to_space interleaves the phases.
-    36 taps instead of 25, but forward stride-1 kernels (bench.py; README).
-
-    Args:
-      x: [batch, h, w, c_in].
-      kernel: [5, 5, c_out, c_in], the transposed-convolution layout.
-
-    Returns:
-      [batch, 2h, 2w, c_out].
-    """
-    out_channels, in_channels = kernel.shape[2], kernel.shape[3]
-    # Tap 3 - 2j + p is _blocked_kernel's 2j' + q - 1 with j' = 2 - j, q = p: the block taps
-    # reversed, the phases kept.
-    blocked = _blocked_kernel(kernel)[::-1, ::-1]           # [jy, jx, py, px, c_out, c_in]
-    blocked = tf.reshape(tf.transpose(blocked, [0, 1, 5, 2, 3, 4]),
-                         [_BLOCK_TAPS, _BLOCK_TAPS, in_channels, STRIDE * STRIDE * out_channels])
-    phases = tf.nn.conv2d(x, blocked, strides=1, padding="SAME")  # channel (py*2 + px)*c_out + c
-    return tf.nn.depth_to_space(phases, STRIDE)
 
 
 def _batch_norm(x, training, name, update_moving_stats=True):
@@ -286,7 +131,8 @@ def _compute_dtype(precision):
     return tf.bfloat16 if precision == "bfloat16" else tf.float32
 
 
-def generator(z, output_dim, reuse=False, training=True, precision="float32"):
+def generator(z, output_dim, reuse=False, training=True, precision="float32",
+              implementation=None):
     """Maps z to a batch of 32x32 images in [-1, 1].
 
     dense -> 4x4x512 -> BN, ReLU -> deconv 8x8x256 -> BN, ReLU -> deconv 16x16x128 -> BN, ReLU
@@ -299,6 +145,8 @@ def generator(z, output_dim, reuse=False, training=True, precision="float32"):
       training: batch statistics (and moving-average updates in UPDATE_OPS) if True; the moving
         statistics (inference) if False.
       precision: 'float32' or 'bfloat16' compute; weights and BN statistics stay float32.
+      implementation: how the convolutions are computed (convolutions.IMPLEMENTATIONS); None
+        picks the one for the device TensorFlow sees. The variables are the same either way.
 
     Returns:
       A float32 tensor [batch, 32, 32, output_dim] in [-1, 1].
@@ -311,22 +159,23 @@ def generator(z, output_dim, reuse=False, training=True, precision="float32"):
     if z.shape.rank != 2 or z.shape[-1] is None:
         raise ValueError(f"z must have shape [batch, z_dim] with a known z_dim, got {z.shape}")
     dtype = _compute_dtype(precision)
+    implementation = implementation or convolutions.implementation_for(devices.device_type())
     with tf1.variable_scope(GENERATOR_SCOPE, reuse=reuse):
         x = _dense(tf.cast(z, dtype), G_BASE_SHAPE[0] * G_BASE_SHAPE[1] * G_BASE_SHAPE[2],
                    "dense1", use_bias=False)
         x = tf.reshape(x, [-1, *G_BASE_SHAPE])
         x = tf.nn.relu(_batch_norm(x, training, "bn1"))
         for index, filters in enumerate(G_FILTERS, start=2):
-            x = _conv2d_transpose(x, filters, f"deconv{index}", use_bias=False)
+            x = _conv2d_transpose(x, filters, f"deconv{index}", implementation, use_bias=False)
             x = tf.nn.relu(_batch_norm(x, training, f"bn{index}"))
-        logits = _conv2d_transpose(x, output_dim, f"deconv{len(G_FILTERS) + 2}")
+        logits = _conv2d_transpose(x, output_dim, f"deconv{len(G_FILTERS) + 2}", implementation)
         images = tf.tanh(tf.cast(logits, tf.float32))
-    images.shape.assert_is_compatible_with([None, IMAGE_SIZE, IMAGE_SIZE, output_dim])
+    images.shape.assert_is_compatible_with([None, data.IMAGE_SIZE, data.IMAGE_SIZE, output_dim])
     return images
 
 
 def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32",
-                  update_moving_stats=True):
+                  update_moving_stats=True, implementation=None):
     """Scores a batch of images: the probability that each is real, and its logit.
 
     conv 64 -> leaky ReLU -> conv 128 -> BN, leaky ReLU -> conv 256 -> BN, leaky ReLU -> flatten
@@ -341,6 +190,7 @@ def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32
       update_moving_stats: in training mode, whether this pass adds its moving-average updates to
         UPDATE_OPS. The training graph lets only the pass over real images update them, so each
         step updates them once, in a fixed order.
+      implementation: as in `generator`.
 
     Returns:
       (probability, logits): two float32 tensors of shape [batch, 1].
@@ -349,18 +199,19 @@ def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32
       ValueError: x is not [batch, 32, 32, channels] with known channels, or alpha is negative,
         or precision is unknown.
     """
-    if x.shape.rank != 4 or x.shape[1] != IMAGE_SIZE or x.shape[2] != IMAGE_SIZE \
-            or x.shape[3] is None:
-        raise ValueError(f"x must have shape [batch, {IMAGE_SIZE}, {IMAGE_SIZE}, channels] with "
-                         f"known channels, got {x.shape}")
+    size = data.IMAGE_SIZE
+    if x.shape.rank != 4 or x.shape[1] != size or x.shape[2] != size or x.shape[3] is None:
+        raise ValueError(f"x must have shape [batch, {size}, {size}, channels] with known "
+                         f"channels, got {x.shape}")
     if not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
     dtype = _compute_dtype(precision)
+    implementation = implementation or convolutions.implementation_for(devices.device_type())
     with tf1.variable_scope(DISCRIMINATOR_SCOPE, reuse=reuse):
         h = tf.cast(x, dtype)
         for index, filters in enumerate(D_FILTERS, start=1):
             batch_norm = index > 1  # no batch norm on the first layer (the paper)
-            h = _conv2d(h, filters, f"conv{index}", use_bias=not batch_norm)
+            h = _conv2d(h, filters, f"conv{index}", implementation, use_bias=not batch_norm)
             if batch_norm:
                 h = _batch_norm(h, training, f"bn{index}", update_moving_stats)
             h = tf.nn.leaky_relu(h, alpha)
@@ -369,13 +220,60 @@ def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32
     return tf.sigmoid(logits), logits
 
 
-def sampler(z, output_dim, precision="float32"):
+def sampler(z, output_dim, precision="float32", implementation=None):
     """The generator in inference mode (moving statistics), sharing the trained weights.
 
     Build it once after the training graph; run it for sample grids and for `generate.py`.
     A sample then depends only on its own z, never on the rest of the batch.
     """
-    return generator(z, output_dim, reuse=tf1.AUTO_REUSE, training=False, precision=precision)
+    return generator(z, output_dim, reuse=tf1.AUTO_REUSE, training=False, precision=precision,
+                     implementation=implementation)
+
+
+Sampler = collections.namedtuple("Sampler", "z samples z_dim")
+
+
+def build_sampler(output_dim, z_dim=Z_DIM, precision="float32", implementation=None):
+    """A graph of the sampler alone (for generating from a checkpoint): Sampler(z, samples, z_dim),
+    `z` a float32 placeholder [batch, z_dim]."""
+    _check_positive_int(z_dim, "z_dim")
+    z = tf1.placeholder(tf.float32, [None, z_dim], name="z")
+    return Sampler(z, sampler(z, output_dim, precision, implementation), z_dim)
+
+
+def draw_z(rng, count, z_dim):
+    """count vectors z ~ U(-1, 1)^z_dim from a numpy Generator, as float32."""
+    return rng.uniform(-1.0, 1.0, (count, z_dim)).astype(np.float32)
+
+
+def generate_images(sess, model, num, rng, batch_size=500):
+    """Runs the sampler of `model` (a Model or a Sampler) on `num` z drawn from rng, batch_size at
+    a time (bounded memory for any num); returns float32 (num, 32, 32, C) in [-1, 1]."""
+    parts = [sess.run(model.samples, {model.z: draw_z(rng, min(batch_size, num - start),
+                                                     model.z_dim)})
+             for start in range(0, num, batch_size)]
+    return np.concatenate(parts)
+
+
+def step_z(seed, step, batch_size, z_dim):
+    """The z of one training step, a function of (seed, step) alone, so a resumed run draws the
+    same z as an uninterrupted one."""
+    return draw_z(np.random.default_rng([seed, 2, step]), batch_size, z_dim)
+
+
+def step_feed(model, images, indices, seed, step):
+    """The feed of one training step: a uint8 batch (scaled in the graph) and its z.
+
+    uint8 is a quarter of float32's bytes to copy; gathering and drawing z take well under a
+    millisecond against hundreds for the step, so no input pipeline is needed.
+    """
+    return {model.real_images: images[indices],
+            model.z: step_z(seed, step, len(indices), model.z_dim)}
+
+
+def scale_pixels(images):
+    """uint8 pixels 0..255 -> float32 [-1, 1] inside the graph (data.scale's formula)."""
+    return tf.cast(images, tf.float32) / data.PIXEL_HALF_RANGE - 1.0
 
 
 # --- Losses and optimizers -------------------------------------------------------------------
@@ -434,12 +332,18 @@ def model_loss(input_real, input_z, output_dim, alpha=ALPHA, smooth=SMOOTH, prec
 
 def _check_channels(images, output_dim):
     if images.shape.rank != 4 or images.shape[-1] != output_dim:
-        raise ValueError(f"real images must have shape [batch, {IMAGE_SIZE}, {IMAGE_SIZE}, "
-                         f"{output_dim}], got {images.shape}")
+        raise ValueError(f"real images must have shape [batch, {data.IMAGE_SIZE}, "
+                         f"{data.IMAGE_SIZE}, {output_dim}], got {images.shape}")
 
 
-def _scope_variables(scope, collection=tf1.GraphKeys.TRAINABLE_VARIABLES):
-    return tf1.get_collection(collection, scope=scope + "/")
+def _trainable_variables(scope):
+    return tf1.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, scope=scope + "/")
+
+
+def _moving_stat_updates(scope):
+    """The batch-norm moving-average updates of the first pass built under `scope` (a reused
+    pass gets the name scope `scope`_1, ...)."""
+    return tf1.get_collection(tf1.GraphKeys.UPDATE_OPS, scope=scope + "/")
 
 
 def _adam(learning_rate, beta1, name):
@@ -467,13 +371,13 @@ def model_optimizers(d_loss, g_loss, learning_rate=LEARNING_RATE, beta1=BETA1):
     Raises:
       ValueError: learning_rate <= 0 or beta1 outside [0, 1).
     """
-    d_vars = _scope_variables(DISCRIMINATOR_SCOPE)
-    g_vars = _scope_variables(GENERATOR_SCOPE)
+    d_vars = _trainable_variables(DISCRIMINATOR_SCOPE)
+    g_vars = _trainable_variables(GENERATOR_SCOPE)
     d_optimizer = _adam(learning_rate, beta1, "d_adam")
     g_optimizer = _adam(learning_rate, beta1, "g_adam")
-    with tf.control_dependencies(_scope_variables(DISCRIMINATOR_SCOPE, tf1.GraphKeys.UPDATE_OPS)):
+    with tf.control_dependencies(_moving_stat_updates(DISCRIMINATOR_SCOPE)):
         d_train_opt = d_optimizer.minimize(d_loss, var_list=d_vars)
-    with tf.control_dependencies(_scope_variables(GENERATOR_SCOPE, tf1.GraphKeys.UPDATE_OPS)):
+    with tf.control_dependencies(_moving_stat_updates(GENERATOR_SCOPE)):
         g_train_opt = g_optimizer.minimize(g_loss, var_list=g_vars)
     return d_train_opt, g_train_opt
 
@@ -481,11 +385,12 @@ def model_optimizers(d_loss, g_loss, learning_rate=LEARNING_RATE, beta1=BETA1):
 # --- The training step as one op -------------------------------------------------------------
 Model = collections.namedtuple(
     "Model", "real_images z train_step d_loss g_loss d_real d_fake samples global_step "
-             "output_dim z_dim precision")
+             "output_dim z_dim precision implementation")
 
 
-def build_model(output_dim, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARNING_RATE,
-                beta1=BETA1, alpha=ALPHA, smooth=SMOOTH, precision="float32"):
+def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARNING_RATE,
+                beta1=BETA1, alpha=ALPHA, smooth=SMOOTH, precision="float32",
+                implementation=None):
     """Builds the whole training graph: placeholders, one fused training op, and the sampler.
 
     One run of `train_step` is exactly what the blog post's two `sess.run` calls per batch do
@@ -503,13 +408,15 @@ def build_model(output_dim, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARNING
       alpha: leaky ReLU slope of the discriminator.
       smooth: one-sided label smoothing of the real labels.
       precision: 'float32' or 'bfloat16' compute (weights, BN statistics and losses stay float32).
+      implementation: how the convolutions are computed (convolutions.IMPLEMENTATIONS); None
+        picks the one for the device TensorFlow sees.
 
     Returns:
       A Model: `real_images` (uint8 placeholder [batch, 32, 32, output_dim], scaled to [-1, 1] in
       the graph) and `z` (float32 placeholder [batch, z_dim]) to feed; `train_step` to run;
       `d_loss` (before the D update), `g_loss` (of the first G update, against the updated D),
       mean D(x) `d_real` and mean D(G(z)) `d_fake` to log; `samples`, the sampler's images for
-      `z`; the int64 `global_step` (batches trained).
+      `z`; the int64 `global_step` (batches trained); the settings it was built with.
 
     Raises:
       ValueError: any argument out of range.
@@ -518,71 +425,51 @@ def build_model(output_dim, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARNING
     _check_positive_int(z_dim, "z_dim")
     _check_positive_int(g_steps, "g_steps")
     _check_smooth(smooth)
+    implementation = implementation or convolutions.implementation_for(devices.device_type())
+    networks = dict(precision=precision, implementation=implementation)
     d_optimizer = _adam(learning_rate, beta1, "d_adam")
     g_optimizer = _adam(learning_rate, beta1, "g_adam")
-    real_images = tf1.placeholder(tf.uint8, [None, IMAGE_SIZE, IMAGE_SIZE, output_dim],
+    real_images = tf1.placeholder(tf.uint8, [None, data.IMAGE_SIZE, data.IMAGE_SIZE, output_dim],
                                   name="real_images")
     z = tf1.placeholder(tf.float32, [None, z_dim], name="z")
     global_step = tf1.train.get_or_create_global_step()
-    real = tf.cast(real_images, tf.float32) / 127.5 - 1.0
+    real = scale_pixels(real_images)
 
     # (1) Update D: maximize log D(x) + log(1 - D(G(z))).
-    fake = generator(z, output_dim, training=True, precision=precision)
-    g_stat_updates = _scope_variables(GENERATOR_SCOPE, tf1.GraphKeys.UPDATE_OPS)
-    real_prob, real_logits = discriminator(real, alpha=alpha, precision=precision)
-    fake_prob, fake_logits = discriminator(fake, reuse=True, alpha=alpha, precision=precision,
-                                           update_moving_stats=False)
+    fake = generator(z, output_dim, training=True, **networks)
+    g_stat_updates = _moving_stat_updates(GENERATOR_SCOPE)
+    real_prob, real_logits = discriminator(real, alpha=alpha, **networks)
+    fake_prob, fake_logits = discriminator(fake, reuse=True, alpha=alpha,
+                                           update_moving_stats=False, **networks)
     d_loss = discriminator_loss(real_logits, fake_logits, smooth)
-    d_vars = _scope_variables(DISCRIMINATOR_SCOPE)
-    g_vars = _scope_variables(GENERATOR_SCOPE)
-    with tf.control_dependencies(_scope_variables(DISCRIMINATOR_SCOPE, tf1.GraphKeys.UPDATE_OPS)):
-        done = d_optimizer.minimize(d_loss, var_list=d_vars)
+    g_vars = _trainable_variables(GENERATOR_SCOPE)
+    with tf.control_dependencies(_moving_stat_updates(DISCRIMINATOR_SCOPE)):
+        last_update = d_optimizer.minimize(d_loss, var_list=_trainable_variables(
+            DISCRIMINATOR_SCOPE))
 
     # (2) Update G, g_steps times: maximize log D(G(z)) against the updated D.
     g_losses = []
     for index in range(g_steps):
-        with tf.control_dependencies([done]):
+        with tf.control_dependencies([last_update]):
             if index > 0:  # G changed in the previous update: its forward pass is new
-                known = set(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
-                fake = generator(z, output_dim, reuse=True, training=True, precision=precision)
+                # (Its ops live in the name scope generator_<n>, so a scope filter would miss
+                # them: take what this pass adds to the collection.)
+                updates_before = set(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
+                fake = generator(z, output_dim, reuse=True, training=True, **networks)
                 g_stat_updates = [op for op in tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
-                                  if op not in known]
+                                  if op not in updates_before]
             _, fake_logits_after = discriminator(fake, reuse=True, alpha=alpha,
-                                                 precision=precision, update_moving_stats=False)
+                                                 update_moving_stats=False, **networks)
             g_losses.append(generator_loss(fake_logits_after))
-        with tf.control_dependencies([done] + g_stat_updates):
-            done = g_optimizer.minimize(g_losses[-1], var_list=g_vars)
-    with tf.control_dependencies([done]):
+        with tf.control_dependencies([last_update] + g_stat_updates):
+            last_update = g_optimizer.minimize(g_losses[-1], var_list=g_vars)
+    with tf.control_dependencies([last_update]):
         train_step = tf1.assign_add(global_step, 1, name="train_step")
 
-    samples = sampler(z, output_dim, precision=precision)
+    samples = sampler(z, output_dim, **networks)
     return Model(real_images, z, train_step, d_loss, g_losses[0], tf.reduce_mean(real_prob),
-                 tf.reduce_mean(fake_prob), samples, global_step, output_dim, z_dim, precision)
-
-
-def bfloat16_support():
-    """Whether this machine runs bfloat16 compute fast: (supported, reason).
-
-    On a CPU, oneDNN needs AVX512_BF16 or AMX; without them TensorFlow emulates bfloat16 and is
-    slower than float32. A GPU needs compute capability 8.0 (Ampere) or newer.
-    """
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        capability = details.get("compute_capability", (0, 0))
-        if tuple(capability) >= (8, 0):
-            return True, f"GPU with compute capability {capability}"
-        return False, f"GPU compute capability {capability} < 8.0 has no fast bfloat16"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = {flag for line in handle if line.startswith("flags")
-                     for flag in line.split(":", 1)[1].split()}
-    except OSError:
-        return False, "cannot read /proc/cpuinfo to find AVX512_BF16 or AMX (Linux only)"
-    found = sorted(flags & {"avx512_bf16", "amx_bf16"})
-    if found:
-        return True, f"CPU with {', '.join(found)}"
-    return False, "this CPU has neither AVX512_BF16 nor AMX-BF16; bfloat16 would be emulated"
+                 tf.reduce_mean(fake_prob), samples, global_step, output_dim, z_dim, precision,
+                 implementation)
 
 
 def session_config(intra_op_threads=0, inter_op_threads=0):

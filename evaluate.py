@@ -1,332 +1,64 @@
 """Sample quality in numbers: `python evaluate.py --run runs/mnist`.
 
-Losses do not say whether a GAN is any good. Like TF-GAN's MNIST evaluation, this scores
-generated images with a classifier trained on the real labeled images, offline:
-
-  classifier score   exp(E_x KL(p(y|x) || p(y))): 1 (one class, or unsure) .. 10 (confident and
-                     spread over all ten digits); the Inception Score with a digit classifier.
-  Frechet distance   between Gaussian fits of the classifier's penultimate features of generated
-                     and real images (FID with a digit classifier); 0 for identical statistics.
-  class coverage     the predicted classes of the generated images: their entropy (nats; ln 10 =
-                     2.303 is uniform) and the smallest class share (0.1 is uniform).
-
-The same numbers for two disjoint halves of the real data are the floor a perfect generator would
-reach. The classifier is trained once per dataset and cached under <data-dir>/classifiers/.
+Scores images generated from a run's checkpoint with a digit classifier trained on the real
+labeled images (quality.py says what each number means), prints them and adds them, by step, to
+the run's evaluation.json.
 """
 import argparse
-import json
 import os
-import shutil
 import sys
-import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import scipy.linalg  # noqa: E402
-
 import data  # noqa: E402
-
-NUM_CLASSES = 10
-DEFAULT_NUM = 5000
-CLASSIFIER_VERSION = 1   # bump when the architecture or its training changes: the cache retrains
-FEATURE_SIZE = 256
-# Held-out accuracy each cached classifier must reach (the issue's bar); below it, a warning.
-REQUIRED_ACCURACY = {"mnist": 0.98, "svhn": 0.90, "mnist-sample": 0.95}
-# (train splits, held-out splits, epochs): the classifier learns the real labels of the dataset.
-CLASSIFIER_DATA = {
-    "mnist": (("train",), ("test",), 4),
-    "svhn": (("train",), ("test",), 6),
-    "mnist-sample": (None, None, 25),  # a seeded 4,000 / 1,000 split of the 5,000 digits
-}
-MNIST_SAMPLE_HOLDOUT = 1000
-PREDICT_BATCH = 500
+import quality  # noqa: E402
+import runs  # noqa: E402
 
 
-class EvaluationError(Exception):
-    pass
-
-
-# --- Metrics (plain NumPy / SciPy, tested on known inputs) -----------------------------------
-def classifier_score(probabilities):
-    """exp(mean over x of KL(p(y|x) || p(y))), p(y) the mean of p(y|x): in [1, classes]."""
-    p = np.asarray(probabilities, np.float64)
-    marginal = p.mean(axis=0, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * (np.log(p) - np.log(marginal)), 0.0)
-    return float(np.exp(terms.sum(axis=1).mean()))
-
-
-def frechet_distance(features_a, features_b):
-    """||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2)) between Gaussian fits.
-
-    Tr((C_a C_b)^(1/2)) is computed as Tr((A C_b A)^(1/2)) with A = C_a^(1/2): the two matrices
-    are similar, and the second is symmetric positive semi-definite, so symmetric eigensolvers
-    give it stably even when a covariance is singular (dead features, few samples), where a
-    general matrix square root (scipy.linalg.sqrtm) warns and returns complex round-off.
-    """
-    a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
-    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
-    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    eigenvalues, eigenvectors = scipy.linalg.eigh(cov_a)
-    root_a = (eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ eigenvectors.T
-    middle = root_a @ cov_b @ root_a
-    trace_root = np.sqrt(np.clip(scipy.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)).sum()
-    value = np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root
-    return float(max(value, 0.0))
-
-
-def class_coverage(probabilities):
-    """(entropy in nats of the predicted-class histogram, smallest class share)."""
-    predicted = np.argmax(probabilities, axis=1)
-    shares = np.bincount(predicted, minlength=NUM_CLASSES) / len(predicted)
-    nonzero = shares[shares > 0]
-    entropy = max(0.0, float(-(nonzero * np.log(nonzero)).sum()))  # one class: 0, not -0
-    return entropy, float(shares.min())
-
-
-# --- The classifier --------------------------------------------------------------------------
-def _classifier_graph(channels):
-    """conv3x3 32 - pool - conv3x3 64 - pool - conv3x3 128 - pool - dense 256 - dense 10."""
-    import tensorflow as tf
-    tf1 = tf.compat.v1
-
-    images = tf1.placeholder(tf.uint8, [None, data.IMAGE_SIZE, data.IMAGE_SIZE, channels], "images")
-    labels = tf1.placeholder(tf.int64, [None], "labels")
-    h = tf.cast(images, tf.float32) / 127.5 - 1.0
-    init = tf1.variance_scaling_initializer(2.0)  # He initialization for ReLU
-    with tf1.variable_scope("classifier"):
-        for index, filters in enumerate((32, 64, 128), start=1):
-            kernel = tf1.get_variable(f"conv{index}/kernel", [3, 3, h.shape[-1], filters],
-                                      initializer=init)
-            bias = tf1.get_variable(f"conv{index}/bias", [filters], initializer=tf1.zeros_initializer())
-            h = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(h, kernel, 1, "SAME"), bias))
-            h = tf.nn.max_pool2d(h, 2, 2, "VALID")
-        h = tf.reshape(h, [-1, 4 * 4 * 128])
-        kernel = tf1.get_variable("dense1/kernel", [4 * 4 * 128, FEATURE_SIZE], initializer=init)
-        bias = tf1.get_variable("dense1/bias", [FEATURE_SIZE], initializer=tf1.zeros_initializer())
-        features = tf.nn.relu(tf.matmul(h, kernel) + bias)
-        kernel = tf1.get_variable("logits/kernel", [FEATURE_SIZE, NUM_CLASSES],
-                                  initializer=tf1.glorot_uniform_initializer())
-        bias = tf1.get_variable("logits/bias", [NUM_CLASSES], initializer=tf1.zeros_initializer())
-        logits = tf.matmul(features, kernel) + bias
-    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
-                                                                         logits=logits))
-    train_op = tf1.train.AdamOptimizer(1e-3).minimize(loss)
-    return images, labels, tf.nn.softmax(logits), features, loss, train_op
-
-
-def _shift(images, rng, max_shift=2):
-    """Random translations by up to max_shift pixels (zero fill): cheap augmentation."""
-    padded = np.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
-    out = np.empty_like(images)
-    size = images.shape[1]
-    for index, (dy, dx) in enumerate(rng.integers(0, 2 * max_shift + 1, (len(images), 2))):
-        out[index] = padded[index, dy:dy + size, dx:dx + size]
-    return out
-
-
-class Classifier:
-    """A digit classifier in a graph and session of its own (the training graph stays final)."""
-
-    def __init__(self, channels, seed=0):
-        import tensorflow as tf
-        tf1 = tf.compat.v1
-        import dcgan  # session settings shared with training
-
-        self.channels = channels
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            tf1.set_random_seed(seed)
-            (self.images, self.labels, self.probabilities, self.features, self.loss,
-             self.train_op) = _classifier_graph(channels)
-            self.saver = tf1.train.Saver()
-            init = tf1.global_variables_initializer()
-        self.graph.finalize()
-        self.session = tf1.Session(graph=self.graph, config=dcgan.session_config())
-        self.session.run(init)
-
-    def fit(self, images, labels, epochs, batch_size=128, seed=0, log=print):
-        rng = np.random.default_rng(seed)
-        batches = data.BatchIterator(len(images), min(batch_size, len(images)), seed)
-        for epoch in range(epochs):
-            losses = []
-            for indices in batches.epoch_batches():
-                _, loss = self.session.run([self.train_op, self.loss], {
-                    self.images: _shift(images[indices], rng), self.labels: labels[indices]})
-                losses.append(loss)
-            log(f"classifier epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}")
-
-    def predict(self, images):
-        """uint8 images -> (class probabilities (N, 10), penultimate features (N, 256))."""
-        probabilities, features = [], []
-        for start in range(0, len(images), PREDICT_BATCH):
-            p, f = self.session.run([self.probabilities, self.features],
-                                    {self.images: images[start:start + PREDICT_BATCH]})
-            probabilities.append(p)
-            features.append(f)
-        return np.concatenate(probabilities), np.concatenate(features)
-
-    def accuracy(self, images, labels):
-        return float(np.mean(np.argmax(self.predict(images)[0], axis=1) == labels))
-
-    def save(self, folder, info):
-        """Writes the weights and `info` into a new folder, renamed into place when complete."""
-        parent = os.path.dirname(os.path.abspath(folder))
-        os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(dir=parent, prefix=".tmp-classifier-")
-        try:
-            self.saver.save(self.session, os.path.join(staging, "classifier"),
-                            write_meta_graph=False)
-            with open(os.path.join(staging, "info.json"), "w") as handle:
-                json.dump(info, handle, indent=2)
-            os.chmod(staging, data.DEFAULT_DIR_MODE)  # mkdtemp makes it private (0700)
-            if os.path.exists(folder):
-                shutil.rmtree(folder)
-            os.replace(staging, folder)
-        finally:
-            if os.path.exists(staging):
-                shutil.rmtree(staging)
-
-    def restore(self, folder):
-        self.saver.restore(self.session, os.path.join(folder, "classifier"))
-
-    def close(self):
-        self.session.close()
-
-
-def classifier_split(name, data_dir, download=True, verify=True):
-    """(train images, train labels, held-out images, held-out labels) for a dataset."""
-    train_splits, heldout_splits, _ = CLASSIFIER_DATA[name]
-    if name == "mnist-sample":
-        sample = data.load_dataset(name)
-        order = np.random.default_rng(1234).permutation(len(sample.images))
-        held, kept = order[:MNIST_SAMPLE_HOLDOUT], order[MNIST_SAMPLE_HOLDOUT:]
-        return sample.images[kept], sample.labels[kept], sample.images[held], sample.labels[held]
-    train_set = data.load_dataset(name, data_dir, train_splits, verify, download)
-    heldout = data.load_dataset(name, data_dir, heldout_splits, verify, download)
-    return train_set.images, train_set.labels, heldout.images, heldout.labels
-
-
-def load_classifier(name, data_dir="data", download=True, verify=True, log=print):
-    """The cached classifier of a dataset, trained (and cached) on first use.
-
-    Returns:
-      (Classifier, info dict with its held-out accuracy).
-    """
-    folder = os.path.join(data_dir, "classifiers", name)
-    info_path = os.path.join(folder, "info.json")
-    if os.path.exists(info_path):
-        with open(info_path) as handle:
-            info = json.load(handle)
-        if info.get("version") == CLASSIFIER_VERSION:
-            classifier = Classifier(data.channels(name))
-            classifier.restore(folder)
-            return classifier, info
-    train_images, train_labels, held_images, held_labels = classifier_split(
-        name, data_dir, download, verify)
-    epochs = CLASSIFIER_DATA[name][2]
-    log(f"training the {name} classifier once ({len(train_images)} images, {epochs} epochs); "
-        f"cached in {folder}")
-    start = time.time()
-    classifier = Classifier(data.channels(name))
-    classifier.fit(train_images, train_labels, epochs, log=log)
-    accuracy = classifier.accuracy(held_images, held_labels)
-    info = {"version": CLASSIFIER_VERSION, "dataset": name, "heldout_accuracy": accuracy,
-            "heldout_images": len(held_images), "train_images": len(train_images),
-            "epochs": epochs, "train_seconds": round(time.time() - start, 1)}
-    required = REQUIRED_ACCURACY[name]
-    log(f"{name} classifier: held-out accuracy {accuracy:.4f} on {len(held_images)} images"
-        + ("" if accuracy >= required else f" -- BELOW the required {required}; its scores are "
-                                             f"less trustworthy"))
-    classifier.save(folder, info)
-    return classifier, info
-
-
-# --- Evaluation ------------------------------------------------------------------------------
-def quality(classifier, generated, real, seed=0):
-    """All numbers for generated uint8 images against real uint8 images, and the real floor.
-
-    The floor compares two disjoint halves of `real` (each at most len(generated) images).
-    """
-    gen_probabilities, gen_features = classifier.predict(generated)
-    real_probabilities, real_features = classifier.predict(real)
-    order = np.random.default_rng(seed).permutation(len(real))
-    half = min(len(real) // 2, len(generated))
-    first, second = order[:half], order[half:2 * half]
-    entropy, smallest = class_coverage(gen_probabilities)
-    real_entropy, real_smallest = class_coverage(real_probabilities[first])
-    return {
-        "classifier_score": classifier_score(gen_probabilities),
-        "frechet_distance": frechet_distance(gen_features, real_features),
-        "class_entropy": entropy, "min_class_share": smallest,
-        "real_classifier_score": classifier_score(real_probabilities[first]),
-        "real_frechet_distance": frechet_distance(real_features[first], real_features[second]),
-        "real_class_entropy": real_entropy, "real_min_class_share": real_smallest,
-        "num_generated": len(generated), "num_real": len(real), "num_real_half": int(half),
-    }
-
-
-def real_images(dataset, num, seed=0):
-    """num real images drawn without replacement (all of them if the dataset is smaller)."""
-    order = np.random.default_rng([seed, 3]).permutation(len(dataset.images))
-    return dataset.images[order[:num]]
-
-
-def format_quality(result):
-    return (f"classifier score {result['classifier_score']:.3f} (real {result['real_classifier_score']:.3f}), "
-            f"Frechet distance {result['frechet_distance']:.3f} (real halves "
-            f"{result['real_frechet_distance']:.3f}), class entropy {result['class_entropy']:.3f} "
-            f"(real {result['real_class_entropy']:.3f}), smallest class share "
-            f"{result['min_class_share']:.3f} (real {result['real_min_class_share']:.3f})")
+def evaluate_run(run, num, seed, checkpoint=None):
+    """Quality of `num` images from the run's checkpoint against as many real ones: (result dict
+    with the checkpoint, its step and the classifier's held-out accuracy, checkpoint path)."""
+    config = run.read_config()
+    name, data_dir = config["dataset"], config.get("data_dir", "data")
+    verify = not config.get("skip_checksum", False)
+    dataset = data.load_dataset(name, data_dir, config.get("splits"), verify, download=False)
+    generated, checkpoint = runs.sample_images(run, num, seed, checkpoint)
+    classifier, info = quality.load_classifier(name, data_dir, verify=verify)
+    try:
+        result = quality.quality(classifier, data.to_uint8(generated),
+                                 quality.real_images(dataset, num, seed), seed)
+    finally:
+        classifier.close()
+    result.update(checkpoint=os.path.basename(checkpoint), step=runs.checkpoint_step(checkpoint),
+                  classifier_heldout_accuracy=info["heldout_accuracy"])
+    return result, checkpoint
 
 
 def main(argv=None):
-    import generate
-    import train
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--run", required=True, help="run directory of train.py")
-    parser.add_argument("--num", type=int, default=DEFAULT_NUM,
+    parser.add_argument("--num", type=int, default=quality.DEFAULT_NUM,
                         help="generated images, and real images compared with them")
     parser.add_argument("--seed", type=int, default=0, help="seed of the z and the real draw")
     parser.add_argument("--checkpoint", default=None, help="a checkpoint instead of the newest")
     args = parser.parse_args(argv)
     if args.num < 2:
         parser.error("--num must be at least 2")
+    run = runs.RunDir(args.run)
     try:
-        config = generate.read_run_config(args.run)
-        name, data_dir = config["dataset"], config.get("data_dir", "data")
-        verify = not config.get("skip_checksum", False)
-        dataset = data.load_dataset(name, data_dir, config.get("splits"), verify, download=False)
-        generated, checkpoint = generate.sample_images(args.run, args.num, args.seed,
-                                                       args.checkpoint)
-        classifier, info = load_classifier(name, data_dir, verify=verify)
-        try:
-            result = quality(classifier, train.to_uint8(generated),
-                             real_images(dataset, args.num, args.seed), args.seed)
-        finally:
-            classifier.close()
-    except (data.DatasetError, generate.GenerateError) as error:
+        result, checkpoint = evaluate_run(run, args.num, args.seed, args.checkpoint)
+    except data.DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    step = int(checkpoint.rsplit("-", 1)[-1]) if checkpoint.rsplit("-", 1)[-1].isdigit() else None
-    result.update(checkpoint=os.path.basename(checkpoint), step=step,
-                  classifier_heldout_accuracy=info["heldout_accuracy"])
-    print(f"{checkpoint}: {format_quality(result)}")
-    path = os.path.join(args.run, "evaluation.json")
-    history = {}
-    if os.path.exists(path):
-        try:
-            with open(path) as handle:
-                history = json.load(handle)
-        except ValueError:
-            history = {}
-    history[str(step)] = result
-    train.write_json(path, history)
-    print(f"wrote {path}")
+    except runs.RunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    print(f"{checkpoint}: {quality.format_quality(result)}")
+    history = run.read_evaluations()
+    history[str(result["step"])] = result
+    run.write_evaluations(history)
+    print(f"wrote {run.evaluation_path}")
     return 0
 
 

@@ -1,62 +1,46 @@
 """Trains the DCGAN: `python train.py --dataset svhn`.
 
 Per batch, one D update then --g-steps G updates on the same z, all in one session call (see
-dcgan.build_model). After every epoch the run directory gets a sample grid from a fixed z, a loss
-plot and a checkpoint; running the same command again resumes where the run stopped.
-
-Run directory (--out, default runs/<dataset>):
-  config.json                 the settings of the run
-  samples/epoch_0001.png ...  6x6 grids from the same fixed z, batch norm in inference mode
-  losses.png, metrics.csv     D and G loss, mean D(x), mean D(G(z)) per --log-every steps
-  checkpoints/                weights, both Adam states, step, epoch, fixed z, data position
-  events.out.tfevents.*       TensorBoard: the four scalars and the sample grid
-Every file is replaced atomically, so a process killed at any moment loses nothing saved.
+dcgan.build_model). After every epoch the run directory (runs.py) gets a checkpoint, a sample grid
+from a fixed z and a loss plot; running the same command again resumes where the run stopped.
 """
 import argparse
+import collections
 import contextlib
-import csv
-import io
 import json
 import math
 import os
 import signal
 import struct
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of logs
 
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
+import convolutions  # noqa: E402
 import data  # noqa: E402
+import dcgan  # noqa: E402
+import devices  # noqa: E402
+import pictures  # noqa: E402
+import quality  # noqa: E402
+import runs  # noqa: E402
+
+tf1 = tf.compat.v1
 
 # --- Defaults (the paper's numbers live in dcgan.py; these are the run's own) ----------------
 DEFAULT_EPOCHS = 25
 DEFAULT_SEED = 0
 DEFAULT_LOG_EVERY = 10
 DEFAULT_GRID = 6            # 6x6 sample grid
-CHECKPOINTS_KEPT = 3
-LOSS_FIELDS = ("d_loss", "g_loss", "d_real", "d_fake", "images_per_sec")
-QUALITY_FIELDS = ("classifier_score", "frechet_distance", "class_entropy", "min_class_share")
-# A row holds either the losses of a step or the quality of an evaluation; the rest stay empty.
-METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, *QUALITY_FIELDS, "time")
 # Settings a checkpoint is tied to: changing one makes a resumed run meaningless.
 RESUME_KEYS = ("dataset", "splits", "z_dim", "batch_size", "seed")
-EXIT_ERROR, EXIT_NAN, EXIT_INTERRUPTED = 1, 3, 130
+EXIT_NAN, EXIT_INTERRUPTED = 3, 130
 
 
-class RunError(Exception):
-    """A problem the user can fix; main() prints it as one line and exits non-zero."""
-
-    def __init__(self, message, exit_code=EXIT_ERROR):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def parse_args(argv=None):
-    import dcgan  # the paper's defaults
-
+def build_parser():
     parser = argparse.ArgumentParser(
         description="Train a DCGAN (TF1 graph mode) on SVHN or MNIST.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -104,6 +88,11 @@ def parse_args(argv=None):
         help="threads inside one op (0: TensorFlow's choice, one per core)")
     add("--inter-op-threads", type=int, default=0,
         help="ops run at once (0: TensorFlow's choice)")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     positive = ("epochs", "batch_size", "z_dim", "g_steps", "log_every", "sample_grid",
                 "eval_num")
@@ -118,214 +107,13 @@ def parse_args(argv=None):
         parser.error("--smooth must be in [0, 1)")
     if not args.lr > 0 or not 0.0 <= args.beta1 < 1.0 or not args.alpha >= 0:
         parser.error("--lr must be > 0, --beta1 in [0, 1) and --alpha >= 0")
-    args.splits = tuple(args.splits.split(",")) if args.splits else data.DEFAULT_SPLITS[args.dataset]
-    args.out = args.out or os.path.join("runs", args.dataset)
+    args.splits = tuple(args.splits.split(",")) if args.splits \
+        else data.DEFAULT_SPLITS[args.dataset]
+    args.out = os.path.normpath(args.out or os.path.join("runs", args.dataset))
     return args
 
 
-# --- Files written atomically ----------------------------------------------------------------
-def write_json(path, value):
-    text = json.dumps(value, indent=2, sort_keys=True)
-    data.atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def read_metrics(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as handle:
-        rows = []
-        for row in csv.DictReader(handle):
-            try:
-                record = {key: float(row[key]) for key in METRIC_FIELDS if row.get(key)}
-            except ValueError:
-                break  # a line cut short by a kill: it and anything after it are dropped
-            if "step" not in record:
-                break
-            rows.append(record)
-        return rows
-
-
-def write_metrics(path, rows):
-    def write(handle):
-        text = io.StringIO()
-        writer = csv.DictWriter(text, METRIC_FIELDS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        handle.write(text.getvalue().encode())
-    data.atomic_write(path, write)
-
-
-# --- Pictures --------------------------------------------------------------------------------
-def pyplot():
-    """matplotlib.pyplot on the Agg backend: files only, no display needed (servers, CI)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def to_uint8(images):
-    """[-1, 1] floats -> 0..255 uint8, the inverse of data.scale."""
-    return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
-GRID_GAP = 2  # white pixels between tiles
-
-
-def tile_images(images, side):
-    """uint8 [n, h, w, c] -> one [side*h + gaps, side*w + gaps, c] image, row by row, white gaps."""
-    count, height, width, channels = images.shape
-    grid = np.full((side * (height + GRID_GAP) - GRID_GAP, side * (width + GRID_GAP) - GRID_GAP,
-                    channels), 255, np.uint8)
-    for index in range(min(count, side * side)):
-        row, column = divmod(index, side)
-        top, left = row * (height + GRID_GAP), column * (width + GRID_GAP)
-        grid[top:top + height, left:left + width] = images[index]
-    return grid
-
-
-def save_grid_png(path, images, side, title=None):
-    """Saves a titled grid of [-1, 1] images as a PNG; returns the PNG bytes.
-
-    The tiles are put together with numpy and drawn as ONE image: a subplot per tile cost
-    0.25-0.6 s per grid, time the training loop waited at every epoch's end.
-    """
-    plt = pyplot()
-
-    grid = tile_images(to_uint8(images), side)
-    title_inches = 0.3 if title else 0.0
-    figure = plt.figure(figsize=(side, side + title_inches))
-    axis = figure.add_axes([0, 0, 1, side / (side + title_inches)])
-    axis.axis("off")
-    if grid.shape[-1] == 1:
-        axis.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    else:
-        axis.imshow(grid, interpolation="nearest")
-    if title:
-        # centred in the strip of title_inches above the grid
-        figure.suptitle(title, fontsize=9, y=1 - title_inches / 2 / (side + title_inches),
-                        verticalalignment="center")
-    return save_figure(figure, path, dpi=64)
-
-
-def save_loss_plot(path, rows):
-    plt = pyplot()
-
-    rows = [row for row in rows if "d_loss" in row]
-    steps = [row["step"] for row in rows]
-    figure, axis = plt.subplots(figsize=(8, 4))
-    axis.plot(steps, [row["d_loss"] for row in rows], label="discriminator", alpha=0.8)
-    axis.plot(steps, [row["g_loss"] for row in rows], label="generator", alpha=0.8)
-    axis.set_xlabel("step (batches)")
-    axis.set_ylabel("loss")
-    axis.legend()
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    save_figure(figure, path)
-
-
-def save_quality_plot(path, rows):
-    """Classifier score, Frechet distance and class entropy of each evaluation, over steps."""
-    plt = pyplot()
-
-    rows = [row for row in rows if "classifier_score" in row]
-    steps = [row["step"] for row in rows]
-    figure, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-    for axis, field, title in zip(axes, ("classifier_score", "frechet_distance", "class_entropy"),
-                                  ("classifier score (max 10)", "Frechet distance (lower is better)",
-                                   "class entropy, nats (uniform 2.303)")):
-        axis.plot(steps, [row[field] for row in rows], marker="o")
-        axis.set_title(title, fontsize=10)
-        axis.set_xlabel("step")
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    save_figure(figure, path)
-
-
-def save_figure(figure, path, dpi=80):
-    """Writes a figure as PNG atomically, closes it, and returns the PNG bytes."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    pyplot().close(figure)
-    png = buffer.getvalue()
-    data.atomic_write(path, lambda f: f.write(png))
-    return png
-
-
-# --- Run directory ---------------------------------------------------------------------------
-def prepare_run_dir(args):
-    """Creates the run directory, or checks that the run in it may be resumed with these settings."""
-    config_path = os.path.join(args.out, "config.json")
-    if args.fresh and os.path.exists(args.out):
-        aside = f"{args.out}.old-{time.strftime('%Y%m%d-%H%M%S')}"
-        os.rename(args.out, aside)
-        print(f"--fresh: moved the previous run to {aside}")
-    try:
-        os.makedirs(os.path.join(args.out, "samples"), exist_ok=True)
-        os.makedirs(os.path.join(args.out, "checkpoints"), exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=args.out, prefix=".write-test-")
-        probe.close()
-    except OSError as error:
-        raise RunError(f"run directory {args.out} is not writable ({error.strerror})") from None
-    if not os.path.exists(config_path):
-        return
-    try:
-        with open(config_path) as handle:
-            saved = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise RunError(f"{config_path}: unreadable ({error}); use --fresh to start over") from None
-    saved_splits = tuple(saved.get("splits", ()))
-    current = dict(vars(args), splits=args.splits)
-    changed = [key for key in RESUME_KEYS
-               if (saved_splits if key == "splits" else saved.get(key)) != current[key]]
-    if changed:
-        details = ", ".join(f"{key} {saved.get(key)!r} -> {current[key]!r}" for key in changed)
-        raise RunError(f"{args.out} holds a run with other settings ({details}); resuming it "
-                       f"would mix two runs. Use the old settings, another --out, or --fresh.")
-
-
-def describe_device():
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-                 for gpu in gpus]
-        return f"GPU ({', '.join(names)})"
-    return f"CPU ({os.cpu_count()} cores; TensorFlow sees no GPU)"
-
-
-def log_op_placement(run_metadata):
-    """Prints how many ops of a traced step ran on each device."""
-    counts = {}
-    for device in run_metadata.step_stats.dev_stats:
-        counts[device.device] = counts.get(device.device, 0) + len(device.node_stats)
-    placed = ", ".join(f"{name}: {count} ops" for name, count in sorted(counts.items()))
-    print(f"first step ran on: {placed}", flush=True)
-
-
-def checkpoint_mismatch(checkpoint, variables):
-    """Why `checkpoint` cannot restore `variables` (a missing name or another shape), or None.
-
-    Checked before restoring because a resource variable accepts a value of any shape: a
-    mismatch would otherwise surface later as a failing matmul deep inside TensorFlow.
-    """
-    import tensorflow as tf
-
-    try:
-        shapes = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
-    except (tf.errors.OpError, ValueError) as error:
-        return f"unreadable: {str(error).splitlines()[0]}"
-    for variable in variables:
-        name = variable.op.name
-        if name not in shapes:
-            return f"it has no variable {name}"
-        if list(shapes[name]) != variable.shape.as_list():
-            return f"{name} has shape {shapes[name]}, this model {variable.shape.as_list()}"
-    return None
-
-
-# --- Training --------------------------------------------------------------------------------
+# --- Before the session ----------------------------------------------------------------------
 class Interrupt:
     """Turns SIGINT / SIGTERM into a flag the loop checks between steps, so the step in flight
     finishes and a checkpoint is written before the process exits."""
@@ -348,235 +136,263 @@ class Interrupt:
             signal.signal(sig, handler)
 
 
-def batch_z(seed, step, batch_size, z_dim):
-    """The z of one step, a function of (seed, step) alone, so a resumed run draws the same z."""
-    return np.random.default_rng([seed, 2, step]).uniform(-1.0, 1.0, (batch_size, z_dim)) \
-        .astype(np.float32)
-
-
-def generate_images(sess, samples, z, num, z_dim, rng, batch_size=500):
-    """Runs the sampler for `num` images of z ~ U(-1, 1) from rng, batch_size at a time (bounded
-    memory for any num); returns float32 (num, 32, 32, C) in [-1, 1]."""
-    parts = []
-    for start in range(0, num, batch_size):
-        noise = rng.uniform(-1.0, 1.0, (min(batch_size, num - start), z_dim)).astype(np.float32)
-        parts.append(sess.run(samples, {z: noise}))
-    return np.concatenate(parts)
-
-
-def step_feed(model, images, indices, seed, step):
-    """The feed of one training step: a uint8 batch (scaled in the graph) and its z.
-
-    uint8 is a quarter of float32's bytes to copy; gathering and drawing z take well under a
-    millisecond, against hundreds for the step (bench.py feeds through this same function).
-    """
-    return {model.real_images: images[indices],
-            model.z: batch_z(seed, step, len(indices), model.z_dim)}
-
-
-def train(args):
-    import tensorflow as tf
-    from tqdm import tqdm
-
-    import dcgan
-    tf1 = tf.compat.v1
-    tf.get_logger().setLevel("ERROR")  # TF1 APIs' deprecation notices are not the user's business
-
-    prepare_run_dir(args)
+def load_data(args):
+    """The dataset and its batch iterator, or a RunError saying what is wrong with them."""
     try:
         dataset = data.load_dataset(args.dataset, args.data_dir, args.splits,
                                     verify=not args.skip_checksum, download=not args.no_download)
     except data.DatasetError as error:
-        raise RunError(str(error)) from None
-    output_dim = dataset.images.shape[-1]
+        raise runs.RunError(str(error)) from None
     try:
         batches = data.BatchIterator(len(dataset.images), args.batch_size, args.seed)
     except ValueError as error:
-        raise RunError(f"{args.dataset}: {error}") from None
-    if args.precision == "bfloat16":
-        supported, reason = dcgan.bfloat16_support()
-        if not supported:
-            raise RunError(f"--precision bfloat16: {reason}")
-    if args.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    evaluator = None
-    if args.eval_every:
-        import evaluate
-        try:
-            evaluator, _ = evaluate.load_classifier(args.dataset, args.data_dir,
-                                                    download=not args.no_download,
-                                                    verify=not args.skip_checksum)
-        except data.DatasetError as error:
-            raise RunError(f"--eval-every needs the classifier's data: {error}") from None
-        eval_real = evaluate.real_images(dataset, args.eval_num, args.seed)
+        raise runs.RunError(f"{args.dataset}: {error}") from None
+    return dataset, batches
 
-    settings = dict(vars(args), splits=list(args.splits), output_dim=int(output_dim),
-                    num_images=len(dataset.images), tensorflow=tf.__version__)
-    print("settings: " + json.dumps({k: settings[k] for k in sorted(settings)}))
-    print(f"device: {describe_device()}; precision {args.precision}; seed {args.seed}")
 
+Evaluation = collections.namedtuple("Evaluation", "classifier real_images")
+
+
+def load_evaluation(args, dataset):
+    """With --eval-every, the cached classifier and the real images to compare with; else None."""
+    if not args.eval_every:
+        return None
+    try:
+        classifier, _ = quality.load_classifier(args.dataset, args.data_dir,
+                                                download=not args.no_download,
+                                                verify=not args.skip_checksum)
+    except data.DatasetError as error:
+        raise runs.RunError(f"--eval-every needs the classifier's data: {error}") from None
+    return Evaluation(classifier, quality.real_images(dataset, args.eval_num, args.seed))
+
+
+RunGraph = collections.namedtuple(
+    "RunGraph", "graph model fixed_z epoch batch_index position save_position saver init")
+
+
+def build_graph(args, output_dim):
+    """The training graph plus what a checkpoint holds besides the networks: the fixed sample z
+    and the position in the data (epoch, next batch)."""
     graph = tf.Graph()
     with graph.as_default():
         tf1.set_random_seed(args.seed)
-        model = dcgan.build_model(output_dim, args.z_dim, args.g_steps, args.lr, args.beta1,
-                                  args.alpha, args.smooth, args.precision)
-        sample_z = np.random.default_rng([args.seed, 1]).uniform(
-            -1.0, 1.0, (args.sample_grid ** 2, args.z_dim)).astype(np.float32)
+        model = dcgan.build_model(
+            output_dim, z_dim=args.z_dim, g_steps=args.g_steps, learning_rate=args.lr,
+            beta1=args.beta1, alpha=args.alpha, smooth=args.smooth, precision=args.precision,
+            implementation=convolutions.implementation_for(devices.device_type()))
+        initial_fixed_z = dcgan.draw_z(np.random.default_rng([args.seed, 1]),
+                                       args.sample_grid ** 2, args.z_dim)
         with tf1.variable_scope("run_state"):
-            fixed_z = tf1.get_variable("fixed_z", initializer=sample_z, trainable=False)
-            epoch_var = tf1.get_variable("epoch", [], tf.int64, tf1.zeros_initializer(),
-                                         trainable=False)
-            batch_var = tf1.get_variable("batch_index", [], tf.int64, tf1.zeros_initializer(),
-                                         trainable=False)
+            fixed_z = tf1.get_variable("fixed_z", initializer=initial_fixed_z, trainable=False)
+            epoch = tf1.get_variable("epoch", [], tf.int64, tf1.zeros_initializer(),
+                                     trainable=False)
+            batch_index = tf1.get_variable("batch_index", [], tf.int64,
+                                           tf1.zeros_initializer(), trainable=False)
         position = tf1.placeholder(tf.int64, [2])
-        save_position = tf.group(epoch_var.assign(position[0]), batch_var.assign(position[1]))
-        saver = tf1.train.Saver(max_to_keep=CHECKPOINTS_KEPT, save_relative_paths=True)
+        save_position = tf.group(epoch.assign(position[0]), batch_index.assign(position[1]))
+        saver = tf1.train.Saver(max_to_keep=runs.CHECKPOINTS_KEPT, save_relative_paths=True)
         init = tf1.global_variables_initializer()
     graph.finalize()  # nothing may add ops in the loop (a classic TF1 slow-down)
+    return RunGraph(graph, model, fixed_z, epoch, batch_index, position, save_position, saver,
+                    init)
 
-    config = dcgan.session_config(args.intra_op_threads, args.inter_op_threads)
-    checkpoint_dir = os.path.join(args.out, "checkpoints")
-    metrics_path = os.path.join(args.out, "metrics.csv")
-    with tf1.Session(graph=graph, config=config) as sess, contextlib.ExitStack() as closing:
-        if evaluator:
-            closing.callback(evaluator.close)
-        latest = tf1.train.latest_checkpoint(checkpoint_dir)
-        if latest:
-            problem = checkpoint_mismatch(latest, tf1.global_variables())
-            if problem:
-                raise RunError(f"{latest}: not a checkpoint of this model ({problem}); use "
-                               f"another --out or --fresh")
-            saver.restore(sess, latest)
-            step, epoch, batch_index = (int(v) for v in sess.run([model.global_step, epoch_var,
-                                                                  batch_var]))
-            batches.restore({"seed": args.seed, "epoch": epoch, "batch_index": batch_index})
-            print(f"resumed {latest}: step {step}, epoch {epoch + 1}, batch {batch_index}")
+
+def restore_or_initialise(sess, run_graph, run, batches, seed):
+    """Restores the newest checkpoint (and the data position) or initialises; returns
+    (step, checkpoint restored or None)."""
+    latest = run.newest_checkpoint()
+    if not latest:
+        sess.run(run_graph.init)
+        return 0, None
+    problem = runs.checkpoint_mismatch(latest, tf1.global_variables())
+    if problem:
+        raise runs.RunError(f"{latest}: not a checkpoint of this model ({problem}); use another "
+                            f"--out or --fresh")
+    run_graph.saver.restore(sess, latest)
+    step, epoch, batch_index = (int(value) for value in sess.run(
+        [run_graph.model.global_step, run_graph.epoch, run_graph.batch_index]))
+    batches.restore({"seed": seed, "epoch": epoch, "batch_index": batch_index})
+    print(f"resumed {latest}: step {step}, epoch {epoch + 1}, batch {batch_index}")
+    return step, latest
+
+
+# --- The loop --------------------------------------------------------------------------------
+class Trainer:
+    """The training loop's state (session, step, data position, logs) and its steps."""
+
+    def __init__(self, args, sess, run_graph, run, log, dataset, batches, evaluation, step):
+        self.args, self.sess, self.run_graph, self.run, self.log = args, sess, run_graph, run, log
+        self.model = run_graph.model
+        self.dataset, self.batches, self.evaluation, self.step = dataset, batches, evaluation, step
+        self.fixed_z = sess.run(run_graph.fixed_z)
+        self.traced = False
+        self.window_start, self.window_steps = time.perf_counter(), 0
+
+    def run_step(self, indices):
+        """One training step; returns ((d_loss, g_loss, d_real, d_fake), seconds in sess.run).
+        The first step is traced to log where its ops ran."""
+        fetches = [self.model.train_step, self.model.d_loss, self.model.g_loss,
+                   self.model.d_real, self.model.d_fake]
+        feed = dcgan.step_feed(self.model, self.dataset.images, indices, self.args.seed,
+                               self.step)
+        start = time.perf_counter()
+        if self.traced:
+            values = self.sess.run(fetches, feed)
         else:
-            sess.run(init)
-            step = 0
-        sample_z = sess.run(fixed_z)
-        # Keep the records of the restored step and before; later ones belong to work the
-        # checkpoint does not hold (a kill after the last save) and will be trained again.
-        metrics = [row for row in read_metrics(metrics_path) if row["step"] <= step]
-        write_metrics(metrics_path, metrics)
-        write_json(os.path.join(args.out, "config.json"), settings)
-        writer = tf1.summary.FileWriter(args.out)
-        closing.callback(writer.close)
-        if latest:  # TensorBoard drops events after this step left by the interrupted process
-            writer.add_session_log(tf1.SessionLog(status=tf1.SessionLog.START), step)
-        metrics_file = closing.enter_context(open(metrics_path, "a", newline=""))
-        metrics_writer = csv.DictWriter(metrics_file, METRIC_FIELDS, extrasaction="ignore",
-                                        lineterminator="\n")
+            run_metadata = tf1.RunMetadata()
+            values = self.sess.run(fetches, feed, tf1.RunOptions(
+                trace_level=tf1.RunOptions.SOFTWARE_TRACE), run_metadata)
+            print(f"first step ran on: {devices.placement_summary(run_metadata)}; convolutions: "
+                  f"{convolutions.describe(self.model.implementation)}", flush=True)
+            self.traced = True
+        seconds = time.perf_counter() - start
+        self.step = int(values[0])
+        return tuple(float(value) for value in values[1:]), seconds
 
-        def record(row, tags):
-            """Appends a row to metrics.csv (flushed) and its `tags` fields to TensorBoard."""
-            metrics.append(row)
-            metrics_writer.writerow(row)
-            metrics_file.flush()
-            writer.add_summary(tf1.Summary(value=[
-                tf1.Summary.Value(tag=f"{tag}/{field}", simple_value=row[field])
-                for tag, fields in tags for field in fields]), step)
+    def check_finite(self, d_loss, g_loss):
+        if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
+            kept = self.run.newest_checkpoint()
+            raise runs.RunError(
+                f"step {self.step}: loss is not finite (D {d_loss}, G {g_loss}); training stopped "
+                f"without saving. The last good checkpoint is "
+                f"{kept or 'none (no epoch finished yet)'}; try a lower --lr.", EXIT_NAN)
 
-        def save_checkpoint():
-            sess.run(save_position, {position: [batches.epoch, batches.batch_index]})
-            saver.save(sess, os.path.join(checkpoint_dir, "model"), global_step=step,
-                       write_meta_graph=False)  # generate.py rebuilds the graph from code
+    def record_losses(self, epoch_number, d_loss, g_loss, d_real, d_fake):
+        now = time.perf_counter()
+        images_per_sec = self.window_steps * self.args.batch_size / (now - self.window_start)
+        self.window_start, self.window_steps = now, 0
+        self.log.record({"step": self.step, "epoch": epoch_number, "d_loss": d_loss,
+                         "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake,
+                         "images_per_sec": images_per_sec, "time": time.time()},
+                        [("loss", ("d_loss", "g_loss")), ("discriminator", ("d_real", "d_fake"))])
 
-        def evaluate_samples(epoch_number):
-            generated = generate_images(sess, model.samples, model.z, args.eval_num, args.z_dim,
-                                        np.random.default_rng([args.seed, 4, epoch_number]))
-            result = evaluate.quality(evaluator, to_uint8(generated), eval_real, args.seed)
-            print(f"epoch {epoch_number} quality: {evaluate.format_quality(result)}", flush=True)
-            record({"step": step, "epoch": epoch_number, "time": time.time(),
-                    **{field: result[field] for field in QUALITY_FIELDS}},
-                   [("quality", QUALITY_FIELDS)])
-            save_quality_plot(os.path.join(args.out, "quality.png"), metrics)
+    def should_stop(self):
+        return self.args.max_steps is not None and self.step >= self.args.max_steps
 
-        def end_of_epoch(epoch_number):
-            images = sess.run(model.samples, {model.z: sample_z})
-            png = save_grid_png(os.path.join(args.out, "samples", f"epoch_{epoch_number:04d}.png"),
-                                images, args.sample_grid, f"epoch {epoch_number}, step {step}")
-            width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR chunk
-            writer.add_summary(tf1.Summary(value=[tf1.Summary.Value(
-                tag="samples", image=tf1.Summary.Image(
-                    encoded_image_string=png, height=height, width=width, colorspace=4))]), step)
-            if evaluator and epoch_number % args.eval_every == 0:
-                evaluate_samples(epoch_number)
-            if metrics:
-                save_loss_plot(os.path.join(args.out, "losses.png"), metrics)
-            save_checkpoint()
-            writer.flush()
+    def train_epoch(self, interrupt):
+        """Trains the rest of the current epoch, or until --max-steps or a signal; returns the
+        steps trained and the seconds spent inside the training step."""
+        from tqdm import tqdm  # imported here: only the loop draws progress bars
 
-        fetches = [model.train_step, model.d_loss, model.g_loss, model.d_real, model.d_fake]
-        run_options = tf1.RunOptions(trace_level=tf1.RunOptions.SOFTWARE_TRACE)
-        traced = False
+        epoch_number = self.batches.epoch + 1
+        bar = tqdm(total=self.batches.batches_per_epoch, initial=self.batches.batch_index,
+                   desc=f"epoch {epoch_number}/{self.args.epochs}", unit="batch",
+                   dynamic_ncols=True, mininterval=1.0)
+        steps, step_seconds = 0, 0.0
+        with bar:
+            for indices in self.batches.epoch_batches():
+                (d_loss, g_loss, d_real, d_fake), seconds = self.run_step(indices)
+                steps += 1
+                step_seconds += seconds
+                self.window_steps += 1
+                bar.update(1)
+                bar.set_postfix(d_loss=f"{d_loss:.3f}", g_loss=f"{g_loss:.3f}", refresh=False)
+                self.check_finite(d_loss, g_loss)
+                if self.step % self.args.log_every == 0:
+                    self.record_losses(epoch_number, d_loss, g_loss, d_real, d_fake)
+                if interrupt.signal_name or self.should_stop():
+                    break
+        self.batches.finish_epoch_if_done()  # a stop on an epoch's last batch ends the epoch
+        return steps, step_seconds
+
+    def save_checkpoint(self):
+        self.sess.run(self.run_graph.save_position,
+                      {self.run_graph.position: [self.batches.epoch, self.batches.batch_index]})
+        self.run.save_checkpoint(self.sess, self.run_graph.saver, self.step)
+
+    def evaluate(self, epoch_number):
+        """Measures sample quality (--eval-every) into metrics.csv, TensorBoard and quality.png."""
+        generated = dcgan.generate_images(self.sess, self.model, self.args.eval_num,
+                                          np.random.default_rng([self.args.seed, 4, epoch_number]))
+        result = quality.quality(self.evaluation.classifier, data.to_uint8(generated),
+                                 self.evaluation.real_images, self.args.seed)
+        print(f"epoch {epoch_number} quality: {quality.format_quality(result)}", flush=True)
+        self.log.record({"step": self.step, "epoch": epoch_number, "time": time.time(),
+                         **{field: result[field] for field in runs.QUALITY_FIELDS}},
+                        [("quality", runs.QUALITY_FIELDS)])
+        pictures.save_quality_plot(self.run.quality_plot_path, self.log.rows)
+
+    def end_epoch(self, epoch_number):
+        """The sample grid (file and TensorBoard), the evaluation if due, the loss plot and the
+        checkpoint."""
+        images = self.sess.run(self.model.samples, {self.model.z: self.fixed_z})
+        png = pictures.save_grid_png(self.run.sample_grid_path(epoch_number), images,
+                                     self.args.sample_grid,
+                                     f"epoch {epoch_number}, step {self.step}")
+        width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR chunk
+        self.log.add_png("samples", png, width, height, self.step)
+        if self.evaluation and epoch_number % self.args.eval_every == 0:
+            self.evaluate(epoch_number)
+        if self.log.rows:
+            pictures.save_loss_plot(self.run.loss_plot_path, self.log.rows)
+        self.save_checkpoint()
+        self.log.flush()
+
+    def train(self):
+        """Epochs until --epochs or --max-steps; a signal saves a checkpoint and ends the run."""
         with Interrupt() as interrupt:
-            window_start, window_steps = time.perf_counter(), 0
-            while batches.epoch < args.epochs and not (args.max_steps and step >= args.max_steps):
-                epoch_number = batches.epoch + 1
-                bar = tqdm(total=batches.batches_per_epoch, initial=batches.batch_index,
-                           desc=f"epoch {epoch_number}/{args.epochs}", unit="batch",
-                           dynamic_ncols=True, mininterval=1.0)
-                epoch_start, epoch_steps, step_seconds = time.perf_counter(), 0, 0.0
-                for indices in batches.epoch_batches():
-                    feed = step_feed(model, dataset.images, indices, args.seed, step)
-                    step_start = time.perf_counter()
-                    if not traced:  # trace one step to log where its ops ran
-                        run_metadata = tf1.RunMetadata()
-                        values = sess.run(fetches, feed, run_options, run_metadata)
-                        log_op_placement(run_metadata)
-                        traced = True
-                    else:
-                        values = sess.run(fetches, feed)
-                    step_seconds += time.perf_counter() - step_start
-                    epoch_steps += 1
-                    step, d_loss, g_loss, d_real, d_fake = (int(values[0]), *map(float, values[1:]))
-                    window_steps += 1
-                    bar.update(1)
-                    bar.set_postfix(d_loss=f"{d_loss:.3f}", g_loss=f"{g_loss:.3f}", refresh=False)
-                    if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
-                        bar.close()
-                        kept = tf1.train.latest_checkpoint(checkpoint_dir)
-                        raise RunError(
-                            f"step {step}: loss is not finite (D {d_loss}, G {g_loss}); training "
-                            f"stopped without saving. The last good checkpoint is "
-                            f"{kept or 'none (no epoch finished yet)'}; try a lower --lr.",
-                            EXIT_NAN) from None
-                    if step % args.log_every == 0:
-                        now = time.perf_counter()
-                        row = {"step": step, "epoch": epoch_number, "d_loss": d_loss,
-                               "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake,
-                               "images_per_sec": window_steps * args.batch_size
-                               / (now - window_start), "time": time.time()}
-                        window_start, window_steps = now, 0
-                        record(row, [("loss", ("d_loss", "g_loss")),
-                                     ("discriminator", ("d_real", "d_fake"))])
-                    if interrupt.signal_name or (args.max_steps and step >= args.max_steps):
-                        break
-                bar.close()
-                batches.finish_epoch_if_done()  # a stop on an epoch's last batch ends the epoch
+            while self.batches.epoch < self.args.epochs and not self.should_stop():
+                epoch_number = self.batches.epoch + 1
+                epoch_start = time.perf_counter()
+                steps, step_seconds = self.train_epoch(interrupt)
                 if interrupt.signal_name:
-                    save_checkpoint()
-                    writer.flush()
-                    raise RunError(f"{interrupt.signal_name}: saved a checkpoint at step {step}; "
-                                   f"run the same command to resume", EXIT_INTERRUPTED)
-                end_of_epoch(epoch_number)
-                # What train.py adds to the step (feeding, logging, progress bar, the end of the
-                # epoch) is the time outside the step's sess.run: the README's end-to-end check.
-                now = time.perf_counter()
-                print(f"epoch {epoch_number}: {epoch_steps} steps in {now - epoch_start:.1f} s, "
-                      f"{epoch_steps * args.batch_size / (now - epoch_start):.1f} images/s, "
-                      f"{100 * step_seconds / (now - epoch_start):.1f}% of it in the training "
-                      f"step", flush=True)
-                window_start, window_steps = now, 0
-    print(f"done: {step} steps, {batches.epoch} epochs; run directory {args.out}")
+                    self.save_checkpoint()
+                    self.log.flush()
+                    raise runs.RunError(f"{interrupt.signal_name}: saved a checkpoint at step "
+                                        f"{self.step}; run the same command to resume",
+                                        EXIT_INTERRUPTED)
+                self.end_epoch(epoch_number)
+                self.report_epoch(epoch_number, epoch_start, steps, step_seconds)
+
+    def report_epoch(self, epoch_number, epoch_start, steps, step_seconds):
+        """The epoch's line. The time outside the step's sess.run is what train.py adds to the
+        step bench.py times: the README's end-to-end check."""
+        now = time.perf_counter()
+        seconds = now - epoch_start
+        print(f"epoch {epoch_number}: {steps} steps in {seconds:.1f} s, "
+              f"{steps * self.args.batch_size / seconds:.1f} images/s, "
+              f"{100 * step_seconds / seconds:.1f}% of it in the training step", flush=True)
+        self.window_start, self.window_steps = now, 0
+
+
+def train(args):
+    tf.get_logger().setLevel("ERROR")  # TF1 APIs' deprecation notices are not the user's business
+    run = runs.RunDir(args.out)
+    run.prepare(args.fresh)
+    run.check_resumable(dict(vars(args), splits=list(args.splits)), RESUME_KEYS)
+    dataset, batches = load_data(args)
+    if args.precision == "bfloat16":
+        supported, reason = devices.bfloat16_support()
+        if not supported:
+            raise runs.RunError(f"--precision bfloat16: {reason}")
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    evaluation = load_evaluation(args, dataset)
+    output_dim = int(dataset.images.shape[-1])
+    settings = dict(vars(args), splits=list(args.splits), output_dim=output_dim,
+                    num_images=len(dataset.images), tensorflow=tf.__version__)
+    print("settings: " + json.dumps({key: settings[key] for key in sorted(settings)}))
+    print(f"device: {devices.describe_device()}; precision {args.precision}; seed {args.seed}")
+    run_graph = build_graph(args, output_dim)
+    config = dcgan.session_config(args.intra_op_threads, args.inter_op_threads)
+    with tf1.Session(graph=run_graph.graph, config=config) as sess, \
+            contextlib.ExitStack() as closing:
+        if evaluation:
+            closing.callback(evaluation.classifier.close)
+        step, restored = restore_or_initialise(sess, run_graph, run, batches, args.seed)
+        log = runs.MetricsLog(run, step, resumed=restored is not None)
+        closing.callback(log.close)
+        run.write_config(settings)
+        trainer = Trainer(args, sess, run_graph, run, log, dataset, batches, evaluation, step)
+        trainer.train()
+    print(f"done: {trainer.step} steps, {batches.epoch} epochs; run directory {args.out}")
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
         train(args)
-    except RunError as error:
+    except runs.RunError as error:
         prefix = "" if error.exit_code == EXIT_INTERRUPTED else "error: "
         print(f"{prefix}{error}", file=sys.stderr)
         return error.exit_code

@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 import generate
+import runs
 import train
 from test_data import write_svhn
 
@@ -50,7 +51,7 @@ def test_a_run_leaves_samples_plots_metrics_events_and_checkpoints(data_dir, tmp
     assert train.main(args(data_dir, run, "--epochs", "2", "--sample-grid", "3")) == 0
     out = capsys.readouterr().out
     assert '"batch_size": 16' in out and "device: CPU" in out and "seed 0" in out
-    assert "first step ran on: " in out and "CPU:0" in out
+    assert "first step ran on: " in out and "CPU:0" in out and "convolutions: rewritten" in out
     epoch_lines = re.findall(r"epoch (\d): (\d+) steps in ([\d.]+) s, ([\d.]+) images/s, "
                              r"([\d.]+)% of it in the training step", out)
     assert [(epoch, steps) for epoch, steps, *_ in epoch_lines] == [("1", "4"), ("2", "4")]
@@ -234,6 +235,6 @@ def test_generate_writes_a_grid_and_uint8_images(data_dir, tmp_path, capsys):
 
 def test_files_written_atomically_get_the_usual_permissions(tmp_path, umask):
     path = tmp_path / "file.json"
-    train.write_json(str(path), {"a": 1})
+    runs.write_json(str(path), {"a": 1})
     assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
     assert [p.name for p in tmp_path.iterdir()] == ["file.json"]  # no temporary file left
