@@ -189,9 +189,19 @@ def atomic_write(path, write):
             os.fsync(handle.fileno())
         os.chmod(handle.name, DEFAULT_FILE_MODE)  # temporary files are private (0600)
         os.replace(handle.name, path)
+        fsync_folder(folder)
     finally:
         if os.path.exists(handle.name):
             os.remove(handle.name)
+
+
+def fsync_folder(folder):
+    """Makes a rename in `folder` durable: without it a power cut can undo the rename."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def download_file(url, path, md5=None):

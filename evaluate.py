@@ -43,8 +43,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the z and the real draw")
     parser.add_argument("--checkpoint", default=None, help="a checkpoint instead of the newest")
     args = parser.parse_args(argv)
-    if args.num < 2:
-        parser.error("--num must be at least 2")
+    if args.num < quality.MIN_IMAGES:
+        parser.error(f"--num must be at least {quality.MIN_IMAGES}: {quality.MIN_IMAGES_WHY}")
     run = runs.RunDir(args.run)
     try:
         result, checkpoint = evaluate_run(run, args.num, args.seed, args.checkpoint)
@@ -54,10 +54,12 @@ def main(argv=None):
     except runs.RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    print(f"{checkpoint}: {quality.format_quality(result)}")
-    history = run.read_evaluations()
-    history[str(result["step"])] = result
-    run.write_evaluations(history)
+    print(f"{checkpoint}: {quality.format_quality(result)}", flush=True)  # before any save
+    try:
+        run.add_evaluation(str(result["step"]), result)
+    except runs.RunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
     print(f"wrote {run.evaluation_path}")
     return 0
 

@@ -17,6 +17,9 @@ import data  # noqa: E402
 import pictures  # noqa: E402
 import runs  # noqa: E402
 
+MAX_GRID_IMAGES = 64 * 64      # a 64x64 grid is already a 4,000-pixel-wide picture
+MAX_NPZ_IMAGES = 200_000       # 2.4 GB of float32 (3 channels) while generating
+
 
 def write_images(path, images):
     """A grid for .png, uint8 images under 'images' for .npz."""
@@ -39,8 +42,10 @@ def main(argv=None):
     parser.add_argument("--checkpoint", default=None,
                         help="a checkpoint prefix to use instead of the run's newest")
     args = parser.parse_args(argv)
-    if args.num <= 0:
-        parser.error("--num must be positive")
+    limit = MAX_GRID_IMAGES if args.out.lower().endswith(".png") else MAX_NPZ_IMAGES
+    if not 0 < args.num <= limit:
+        parser.error(f"--num must be in 1..{limit} for a {os.path.splitext(args.out)[1]} file "
+                     f"(float32 images are held in memory while they are generated)")
     if os.path.splitext(args.out)[1].lower() not in (".png", ".npz"):
         parser.error("--out must end in .png or .npz")
     try:

@@ -42,6 +42,10 @@ CLASSIFIER_DATA = {
 }
 MNIST_SAMPLE_HOLDOUT = 1000
 PREDICT_BATCH = 500
+# The real images are split in two halves for the floor, and a Frechet distance needs a
+# covariance, so each half needs two images.
+MIN_IMAGES = 4
+MIN_IMAGES_WHY = "two halves of real images of at least 2 each, the least that has a covariance"
 
 
 class EvaluationError(Exception):
@@ -209,14 +213,9 @@ def load_classifier(name, data_dir="data", download=True, verify=True, log=print
       (Classifier, info dict with its held-out accuracy).
     """
     folder = os.path.join(data_dir, "classifiers", name)
-    info_path = os.path.join(folder, "info.json")
-    if os.path.exists(info_path):
-        with open(info_path) as handle:
-            info = json.load(handle)
-        if info.get("version") == CLASSIFIER_VERSION:
-            classifier = Classifier(data.channels(name))
-            classifier.restore(folder)
-            return classifier, info
+    cached = _cached_classifier(name, folder, log)
+    if cached:
+        return cached
     train_images, train_labels, held_images, held_labels = classifier_split(
         name, data_dir, download, verify)
     epochs = CLASSIFIER_DATA[name][2]
@@ -233,8 +232,37 @@ def load_classifier(name, data_dir="data", download=True, verify=True, log=print
     log(f"{name} classifier: held-out accuracy {accuracy:.4f} on {len(held_images)} images"
         + ("" if accuracy >= required else f" -- BELOW the required {required}; its scores are "
                                              f"less trustworthy"))
-    classifier.save(folder, info)
+    try:
+        classifier.save(folder, info)
+    except (OSError, tf.errors.OpError) as error:
+        log(f"warning: cannot cache the classifier in {folder} ({error}); it will be trained "
+            f"again next time")
     return classifier, info
+
+
+def _cached_classifier(name, folder, log):
+    """(Classifier, info) from the cache, or None: nothing cached, an older version, or a damaged
+    cache (said, and then trained again and replaced)."""
+    info_path = os.path.join(folder, "info.json")
+    if not os.path.exists(info_path):
+        return None
+    classifier = None
+    try:
+        with open(info_path, encoding="utf-8") as handle:
+            info = json.load(handle)
+        if not isinstance(info, dict) or not isinstance(info.get("heldout_accuracy"), float):
+            raise ValueError("info.json is not the cache's record")
+        if info.get("version") != CLASSIFIER_VERSION:
+            return None
+        classifier = Classifier(data.channels(name))
+        classifier.restore(folder)
+        return classifier, info
+    except (OSError, ValueError, tf.errors.OpError) as error:
+        if classifier:
+            classifier.close()
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        log(f"the cached classifier in {folder} is damaged ({message}); training it again")
+        return None
 
 
 # --- Evaluation ------------------------------------------------------------------------------

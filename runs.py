@@ -11,9 +11,13 @@ write in it, through one place and with one error type.
 Every file is replaced atomically (data.atomic_write), so a killed process leaves the old one.
 """
 import csv
+import fcntl
 import io
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
 import time
 
@@ -31,6 +35,10 @@ QUALITY_FIELDS = ("classifier_score", "frechet_distance", "class_entropy", "min_
 METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, *QUALITY_FIELDS, "time")
 CHECKPOINT_PREFIX = "model"
 CHECKPOINTS_KEPT = 3
+# A checkpoint exists once its index is in place (the data files are moved in before it).
+_CHECKPOINT_INDEX = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.index$")
+_STATE_FILE = "checkpoint"  # TensorFlow's own list of checkpoints, for its tools; never read here
+_STAGING_PREFIX = ".saving-"
 EXIT_ERROR = 1
 
 
@@ -47,16 +55,38 @@ def write_json(path, value):
     data.atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
+# Lines of a TensorFlow error message that say where, not what.
+_TF_CONTEXT = ("Graph execution error", "Detected at node", "File \"", "Node:", "[[")
+
+
+def cause(error):
+    """What went wrong, in one line: an OSError's reason, or the line of a TensorFlow error
+    that names the failure (its message wraps it in graph-execution context)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = getattr(error, "message", None) or str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    meaningful = [line for line in lines if not line.startswith(_TF_CONTEXT)]
+    return (meaningful or lines or [type(error).__name__])[-1]
+
+
+class DamagedCheckpoint(Exception):
+    """A checkpoint whose files cannot be read back."""
+
+
 def checkpoint_mismatch(checkpoint, variables):
     """Why `checkpoint` cannot restore `variables` (a missing name or another shape), or None.
 
     Checked before restoring because a resource variable accepts a value of any shape: a
     mismatch would otherwise surface later as a failing matmul deep inside TensorFlow.
+
+    Raises:
+      DamagedCheckpoint: its index cannot be read.
     """
     try:
         shapes = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
     except (tf.errors.OpError, ValueError) as error:
-        return f"unreadable: {str(error).splitlines()[0]}"
+        raise DamagedCheckpoint(f"unreadable index: {cause(error)}") from None
     for variable in variables:
         name = variable.op.name
         if name not in shapes:
@@ -70,6 +100,47 @@ def checkpoint_step(checkpoint):
     """The step in a checkpoint's name (model-<step>), or None."""
     suffix = os.path.basename(checkpoint).rsplit("-", 1)[-1]
     return int(suffix) if suffix.isdigit() else None
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held while a process trains in it.
+
+    flock: the kernel drops it when its holder dies, however it dies, so a lock left by a killed
+    process never blocks the next run. The file names the holder for the refusal message.
+    """
+
+    def __init__(self, run_path):
+        self.path = os.path.join(run_path, ".lock")
+        self.fd = None
+
+    def acquire(self, run_path):
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, data.DEFAULT_FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "a process"
+            os.close(fd)
+            raise RunError(f"{run_path} is in use: {holder} is training in it. Wait for it to "
+                           f"end or stop it, or use another --out.") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"process {os.getpid()} on {socket.gethostname()} (since "
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S')})".encode())
+        except OSError:
+            pass  # a full disk: the lock holds all the same, only its description is missing
+        self.fd = fd
+        return self
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 class RunDir:
@@ -88,51 +159,82 @@ class RunDir:
     def sample_grid_path(self, epoch):
         return os.path.join(self.samples_dir, f"epoch_{epoch:04d}.png")
 
-    # --- Creating and checking ----------------------------------------------------------------
-    def prepare(self, fresh=False):
-        """Creates the directory (after moving an old one aside if `fresh`) and checks that it is
-        writable."""
+    # --- Opening for training -----------------------------------------------------------------
+    def open_for_training(self, fresh=False):
+        """Creates the directory (moving an old one aside first if `fresh`), takes its lock and
+        clears what a killed writer left half-done. Returns the held RunLock.
+
+        Raises:
+          RunError: another live process trains in it, or it is not writable.
+        """
         if fresh and os.path.exists(self.path):
-            aside = f"{self.path}.old-{time.strftime('%Y%m%d-%H%M%S')}"
-            os.rename(self.path, aside)
+            with RunLock(self.path).acquire(self.path):
+                aside = f"{self.path}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+                os.rename(self.path, aside)
             print(f"--fresh: moved the previous run to {aside}")
         try:
             os.makedirs(self.samples_dir, exist_ok=True)
             os.makedirs(self.checkpoint_dir, exist_ok=True)
             tempfile.NamedTemporaryFile(dir=self.path, prefix=".write-test-").close()
+            lock = RunLock(self.path).acquire(self.path)
         except OSError as error:
             raise RunError(f"run directory {self.path} is not writable "
-                           f"({error.strerror})") from None
+                           f"({cause(error)})") from None
+        self._remove_leftovers()
+        return lock
 
-    def read_config(self, required=("dataset", "output_dim", "z_dim")):
-        """The settings train.py saved, as a dict.
+    def _remove_leftovers(self):
+        """Temporary files of a killed writer: half-written checkpoints and atomic writes. Only
+        the lock holder calls this, so none of them belongs to a live process."""
+        for folder, prefix in ((self.checkpoint_dir, _STAGING_PREFIX), (self.path, ".tmp-"),
+                               (self.samples_dir, ".tmp-")):
+            for name in os.listdir(folder):
+                if name.startswith(prefix):
+                    path = os.path.join(folder, name)
+                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
-        Raises:
-          RunError: no config.json (not a run directory), unreadable, or a required key missing.
-        """
+    # --- config.json --------------------------------------------------------------------------
+    def _load_config(self):
+        """The saved settings as a dict, None if there are none; RunError if damaged."""
         try:
-            with open(self.config_path) as handle:
+            with open(self.config_path, encoding="utf-8") as handle:
                 config = json.load(handle)
         except FileNotFoundError:
-            raise RunError(f"{self.path} is not a run directory (config.json not found); train "
-                           f"first: python train.py --out {self.path}") from None
+            return None
         except (OSError, ValueError) as error:
-            raise RunError(f"{self.config_path}: unreadable run settings ({error})") from None
-        missing = [key for key in required if not isinstance(config, dict) or key not in config]
+            raise RunError(f"{self.config_path}: damaged run settings ({cause(error)}); put back "
+                           f"a good copy, or start over with --fresh") from None
+        if not isinstance(config, dict):
+            raise RunError(f"{self.config_path}: damaged run settings (a JSON "
+                           f"{type(config).__name__}, not an object); put back a good copy, or "
+                           f"start over with --fresh")
+        return config
+
+    def read_config(self, required=("dataset", "output_dim", "z_dim")):
+        """The settings train.py saved, as a dict; `output_dim` and `z_dim` checked.
+
+        Raises:
+          RunError: no config.json (not a run directory), damaged, or a required key missing.
+        """
+        config = self._load_config()
+        if config is None:
+            raise RunError(f"{self.path} is not a run directory (config.json not found); train "
+                           f"first: python train.py --out {self.path}")
+        missing = [key for key in required if key not in config]
         if missing:
             raise RunError(f"{self.config_path}: run settings lack {', '.join(missing)}")
+        for key in ("output_dim", "z_dim"):
+            value = config.get(key, 1)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise RunError(f"{self.config_path}: {key} must be a positive integer, got "
+                               f"{value!r}; the file is damaged")
         return config
 
     def check_resumable(self, settings, keys):
         """Raises RunError if the run saved here has other values of `keys` than `settings`."""
-        if not os.path.exists(self.config_path):
+        saved = self._load_config()
+        if saved is None:
             return
-        try:
-            with open(self.config_path) as handle:
-                saved = json.load(handle)
-        except (OSError, ValueError) as error:
-            raise RunError(f"{self.config_path}: unreadable ({error}); use --fresh to start "
-                           f"over") from None
         changed = [key for key in keys if saved.get(key) != settings[key]]
         if changed:
             details = ", ".join(f"{key} {saved.get(key)!r} -> {settings[key]!r}" for key in changed)
@@ -141,51 +243,211 @@ class RunDir:
                            f"--fresh.")
 
     def write_config(self, settings):
-        write_json(self.config_path, settings)
+        self._write(self.config_path, write_json, settings)
+
+    def _write(self, path, write, *args):
+        """write(path, *args), a failure becoming one RunError line naming the path."""
+        try:
+            write(path, *args)
+        except OSError as error:
+            raise RunError(f"cannot write {path} ({cause(error)}); nothing saved before is "
+                           f"lost. Free the space or fix the permission, then run the same "
+                           f"command again") from None
 
     # --- metrics.csv --------------------------------------------------------------------------
     def read_metrics(self):
+        """The rows of metrics.csv as dicts of floats. A damaged line (cut short by a kill,
+        garbage, not UTF-8) costs that line only: it is skipped, with a note."""
         if not os.path.exists(self.metrics_path):
             return []
-        with open(self.metrics_path, newline="") as handle:
-            rows = []
-            for row in csv.DictReader(handle):
+        rows, damaged = [], 0
+        with open(self.metrics_path, newline="", encoding="utf-8", errors="replace") as handle:
+            for values in csv.reader(handle):
+                if tuple(values) == METRIC_FIELDS:
+                    continue  # the header
                 try:
-                    record = {key: float(row[key]) for key in METRIC_FIELDS if row.get(key)}
+                    if len(values) != len(METRIC_FIELDS):
+                        raise ValueError(f"{len(values)} fields")
+                    record = {key: float(value) for key, value in zip(METRIC_FIELDS, values)
+                              if value}
+                    if "step" not in record:
+                        raise ValueError("no step")
                 except ValueError:
-                    break  # a line cut short by a kill: it and anything after it are dropped
-                if "step" not in record:
-                    break
+                    damaged += 1
+                    continue
                 rows.append(record)
-            return rows
+        if damaged:
+            print(f"{self.metrics_path}: skipped {damaged} damaged line(s)")
+        return rows
 
     def write_metrics(self, rows):
         text = io.StringIO()
         writer = csv.DictWriter(text, METRIC_FIELDS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        data.atomic_write(self.metrics_path, lambda handle: handle.write(text.getvalue().encode()))
+        self._write(self.metrics_path, data.atomic_write,
+                    lambda handle: handle.write(text.getvalue().encode()))
 
     # --- Checkpoints --------------------------------------------------------------------------
+    def checkpoints(self):
+        """The checkpoint prefixes in checkpoints/, newest (highest step) first, found from their
+        index files: TensorFlow's state file can be stale or damaged, the files are the truth."""
+        try:
+            names = os.listdir(self.checkpoint_dir)
+        except OSError:
+            return []
+        steps = sorted((int(match.group(1)) for match in map(_CHECKPOINT_INDEX.match, names)
+                        if match), reverse=True)
+        return [os.path.join(self.checkpoint_dir, f"{CHECKPOINT_PREFIX}-{step}") for step in steps]
+
     def newest_checkpoint(self):
-        return tf1.train.latest_checkpoint(self.checkpoint_dir)
+        found = self.checkpoints()
+        return found[0] if found else None
+
+    def restore(self, sess, saver, variables, checkpoint=None, set_aside_damaged=False):
+        """Restores `checkpoint`, or else the newest checkpoint that restores, saying which ones
+        were passed over and why; returns the prefix restored, None if there is none.
+
+        Raises:
+          RunError: a checkpoint of another model; only damaged checkpoints (or damaged
+            checkpoint files and no complete checkpoint); a named `checkpoint` that is damaged.
+        """
+        candidates = [checkpoint] if checkpoint else self.checkpoints()
+        if not candidates:
+            leftovers = [name for name in os.listdir(self.checkpoint_dir)
+                         if name.startswith(CHECKPOINT_PREFIX + "-")] \
+                if os.path.isdir(self.checkpoint_dir) else []
+            if leftovers:
+                raise RunError(f"{self.checkpoint_dir} holds checkpoint files but no complete "
+                               f"checkpoint (no {CHECKPOINT_PREFIX}-<step>.index); move them away "
+                               f"to start over, or use --fresh")
+            return None
+        damaged = []
+        for prefix in candidates:
+            try:
+                problem = checkpoint_mismatch(prefix, variables)
+                if problem:
+                    raise RunError(f"{prefix}: not a checkpoint of this model ({problem}); use "
+                                   f"another --out or --fresh")
+                saver.restore(sess, prefix)
+            except DamagedCheckpoint as error:
+                damaged.append((prefix, str(error)))
+            except (tf.errors.OpError, ValueError) as error:
+                damaged.append((prefix, f"{type(error).__name__}: {cause(error)}"))
+            else:
+                self._report_damaged(damaged, prefix, set_aside_damaged)
+                return prefix
+        if checkpoint:
+            raise RunError(f"{checkpoint}: cannot be restored ({damaged[0][1]})")
+        details = "; ".join(f"{os.path.basename(prefix)}: {why}" for prefix, why in damaged)
+        raise RunError(f"no checkpoint in {self.checkpoint_dir} can be restored ({details}). "
+                       f"Put back good copies, or move them away to start over (or --fresh)")
+
+    def _report_damaged(self, damaged, restored, set_aside):
+        for prefix, why in damaged:
+            note = ""
+            if set_aside:
+                folder = os.path.join(self.checkpoint_dir, "damaged")
+                os.makedirs(folder, exist_ok=True)
+                for name in os.listdir(self.checkpoint_dir):
+                    if name.startswith(os.path.basename(prefix) + "."):
+                        os.replace(os.path.join(self.checkpoint_dir, name),
+                                   os.path.join(folder, name))
+                note = f"; moved to {folder}"
+            print(f"passed over the damaged checkpoint {prefix} ({why}){note}; using "
+                  f"{os.path.basename(restored)}", flush=True)
 
     def save_checkpoint(self, sess, saver, step):
-        saver.save(sess, os.path.join(self.checkpoint_dir, CHECKPOINT_PREFIX), global_step=step,
-                   write_meta_graph=False)  # generate.py rebuilds the graph from code
+        """Writes checkpoint model-<step>, then keeps the newest CHECKPOINTS_KEPT.
+
+        The files are written into a staging folder and moved in data first, index last, so a
+        checkpoint appears whole or not at all; the older ones are deleted only after it is in
+        place. A failed write (full disk, lost permission, I/O error) leaves no file behind.
+
+        Raises:
+          RunError: the write failed; the message names the path and the cause.
+        """
+        name = f"{CHECKPOINT_PREFIX}-{step}"
+        previous = self.newest_checkpoint()
+        staging = None
+        try:
+            staging = tempfile.mkdtemp(dir=self.checkpoint_dir, prefix=_STAGING_PREFIX)
+            saver.save(sess, os.path.join(staging, name), write_meta_graph=False,
+                       write_state=False)  # generate.py rebuilds the graph from code
+            for file_name in sorted(os.listdir(staging), key=lambda n: n.endswith(".index")):
+                os.replace(os.path.join(staging, file_name),
+                           os.path.join(self.checkpoint_dir, file_name))
+            data.fsync_folder(self.checkpoint_dir)
+            self._write_state_file()
+        except (OSError, tf.errors.OpError, ValueError) as error:
+            kept = f"the previous checkpoint {previous} is intact" if previous else \
+                "no earlier checkpoint exists"
+            raise RunError(f"cannot save the checkpoint {os.path.join(self.checkpoint_dir, name)}"
+                           f" ({cause(error)}); {kept}. Free the space or fix the cause, then "
+                           f"run the same command to resume") from None
+        finally:
+            if staging:
+                shutil.rmtree(staging, ignore_errors=True)
+        self._remove_old_checkpoints()
+
+    def _write_state_file(self):
+        """TensorBoard and tf.train.latest_checkpoint read this; nothing here does."""
+        names = [os.path.basename(prefix) for prefix in self.checkpoints()[:CHECKPOINTS_KEPT]]
+        text = f'model_checkpoint_path: "{names[0]}"\n' + "".join(
+            f'all_model_checkpoint_paths: "{name}"\n' for name in reversed(names))
+        data.atomic_write(os.path.join(self.checkpoint_dir, _STATE_FILE),
+                          lambda handle: handle.write(text.encode()))
+
+    def _remove_old_checkpoints(self):
+        for prefix in self.checkpoints()[CHECKPOINTS_KEPT:]:
+            base = os.path.basename(prefix)
+            # the index first: a checkpoint half deleted is no longer listed
+            names = sorted((name for name in os.listdir(self.checkpoint_dir)
+                            if name.startswith(base + ".")), key=lambda n: not n.endswith(".index"))
+            for file_name in names:
+                try:
+                    os.remove(os.path.join(self.checkpoint_dir, file_name))
+                except OSError as error:
+                    print(f"warning: cannot delete the old checkpoint file {file_name} "
+                          f"({cause(error)})", flush=True)
 
     # --- evaluation.json ----------------------------------------------------------------------
-    def read_evaluations(self):
-        if not os.path.exists(self.evaluation_path):
-            return {}
-        try:
-            with open(self.evaluation_path) as handle:
-                return json.load(handle)
-        except ValueError:
-            return {}
+    def add_evaluation(self, key, result):
+        """Adds `result` under `key` to evaluation.json, keeping every earlier result.
 
-    def write_evaluations(self, history):
-        write_json(self.evaluation_path, history)
+        A damaged evaluation.json is never dropped: it is moved aside to
+        evaluation.json.damaged-<time>, with a note, and a new file is started. Two processes
+        adding at once take turns (a lock file), so neither loses the other's result.
+
+        Raises:
+          RunError: the file cannot be written (the message names it and the cause).
+        """
+        try:
+            with open(self.evaluation_path + ".lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                history = self._read_evaluations()
+                history[key] = result
+                write_json(self.evaluation_path, history)
+        except OSError as error:
+            raise RunError(f"cannot write {self.evaluation_path} ({cause(error)}); the result "
+                           f"above was not saved") from None
+
+    def _read_evaluations(self):
+        try:
+            with open(self.evaluation_path, encoding="utf-8") as handle:
+                history = json.load(handle)
+            if isinstance(history, dict):
+                return history
+            problem = f"a JSON {type(history).__name__}, not an object"
+        except FileNotFoundError:
+            return {}
+        except ValueError as error:
+            problem = cause(error)
+        aside = f"{self.evaluation_path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(self.evaluation_path, aside)
+        print(f"{self.evaluation_path} was damaged ({problem}); kept it as {aside} and started "
+              f"a new one")
+        return {}
 
 
 class MetricsLog:
@@ -196,21 +458,31 @@ class MetricsLog:
     """
 
     def __init__(self, run, step, resumed):
+        self.path = run.metrics_path
         self.rows = [row for row in run.read_metrics() if row["step"] <= step]
         run.write_metrics(self.rows)
         self.writer = tf1.summary.FileWriter(run.path)
         if resumed:
             self.writer.add_session_log(tf1.SessionLog(status=tf1.SessionLog.START), step)
-        self.file = open(run.metrics_path, "a", newline="")
+        self.file = open(self.path, "a", newline="")
         self.csv = csv.DictWriter(self.file, METRIC_FIELDS, extrasaction="ignore",
                                   lineterminator="\n")
 
     def record(self, row, tags):
         """Appends a row (which holds its step) and its `tags` fields to TensorBoard: tags is a
-        list of (tag, fields) pairs, each field logged as tag/field."""
+        list of (tag, fields) pairs, each field logged as tag/field.
+
+        Raises:
+          RunError: metrics.csv cannot be written (a line cut short there costs only itself).
+        """
+        try:
+            self.csv.writerow(row)
+            self.file.flush()
+        except OSError as error:
+            raise RunError(f"cannot write {self.path} ({cause(error)}); the last checkpoint is "
+                           f"intact. Free the space or fix the cause, then run the same command "
+                           f"to resume") from None
         self.rows.append(row)
-        self.csv.writerow(row)
-        self.file.flush()
         self.writer.add_summary(tf1.Summary(value=[
             tf1.Summary.Value(tag=f"{tag}/{field}", simple_value=row[field])
             for tag, fields in tags for field in fields]), int(row["step"]))
@@ -224,33 +496,33 @@ class MetricsLog:
         self.writer.flush()
 
     def close(self):
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:
+            pass  # a full disk: the rows were flushed one by one, or reported then
         self.writer.close()
 
 
 def sample_images(run, num, seed, checkpoint=None):
-    """Restores the generator of a RunDir's checkpoint (default: the newest) and samples it in
-    inference mode: (float32 images in [-1, 1] of shape (num, 32, 32, C), the checkpoint used).
+    """Restores the generator of a RunDir's checkpoint (default: the newest that restores) and
+    samples it in inference mode: (float32 images in [-1, 1] of shape (num, 32, 32, C), the
+    checkpoint used).
 
     Raises:
-      RunError: not a run directory, no checkpoint, or one of another model.
+      RunError: not a run directory, no checkpoint, damaged ones only, or one of another model.
     """
     config = run.read_config()
-    checkpoint = checkpoint or run.newest_checkpoint()
-    if not checkpoint:
-        raise RunError(f"{run.checkpoint_dir} holds no checkpoint yet; a run saves one after "
-                       f"its first epoch")
     graph = tf.Graph()
     with graph.as_default():
         tf1.set_random_seed(seed)  # the restore overwrites the initial weights; set for determinism
-        sampler = dcgan.build_sampler(int(config["output_dim"]), int(config["z_dim"]),
+        sampler = dcgan.build_sampler(config["output_dim"], config["z_dim"],
                                       config.get("precision", "float32"))
         saver = tf1.train.Saver(tf1.global_variables(dcgan.GENERATOR_SCOPE + "/"))
     graph.finalize()
     with tf1.Session(graph=graph, config=dcgan.session_config()) as sess:
-        problem = checkpoint_mismatch(checkpoint, tf1.global_variables())
-        if problem:
-            raise RunError(f"{checkpoint}: does not match this run's model ({problem})")
-        saver.restore(sess, checkpoint)
+        restored = run.restore(sess, saver, tf1.global_variables(), checkpoint)
+        if not restored:
+            raise RunError(f"{run.checkpoint_dir} holds no checkpoint yet; a run saves one after "
+                           f"its first epoch")
         images = dcgan.generate_images(sess, sampler, num, np.random.default_rng(seed))
-    return images, checkpoint
+    return images, restored

@@ -36,7 +36,8 @@ DEFAULT_SEED = 0
 DEFAULT_LOG_EVERY = 10
 DEFAULT_GRID = 6            # 6x6 sample grid
 # Settings a checkpoint is tied to: changing one makes a resumed run meaningless.
-RESUME_KEYS = ("dataset", "splits", "z_dim", "batch_size", "seed")
+RESUME_KEYS = ("dataset", "splits", "z_dim", "batch_size", "seed", "sample_grid")
+MAX_SAMPLE_GRID = 32  # 1,024 samples, a 2,048-pixel PNG: beyond that the grid is no use on a screen
 EXIT_NAN, EXIT_INTERRUPTED = 3, 130
 
 
@@ -101,6 +102,11 @@ def parse_args(argv=None):
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if args.eval_every < 0:
         parser.error("--eval-every must be >= 0")
+    if args.eval_num < quality.MIN_IMAGES:
+        parser.error(f"--eval-num must be at least {quality.MIN_IMAGES}: {quality.MIN_IMAGES_WHY}")
+    if args.sample_grid > MAX_SAMPLE_GRID:
+        parser.error(f"--sample-grid must be at most {MAX_SAMPLE_GRID} ({MAX_SAMPLE_GRID ** 2} "
+                     f"images in one grid)")
     if args.max_steps is not None and args.max_steps <= 0:
         parser.error("--max-steps must be positive")
     if not 0.0 <= args.smooth < 1.0:
@@ -157,6 +163,10 @@ def load_evaluation(args, dataset):
     """With --eval-every, the cached classifier and the real images to compare with; else None."""
     if not args.eval_every:
         return None
+    if len(dataset.images) < quality.MIN_IMAGES:
+        raise runs.RunError(f"--eval-every needs at least {quality.MIN_IMAGES} real images "
+                            f"({quality.MIN_IMAGES_WHY}); {args.dataset} has "
+                            f"{len(dataset.images)}")
     try:
         classifier, _ = quality.load_classifier(args.dataset, args.data_dir,
                                                 download=not args.no_download,
@@ -190,7 +200,7 @@ def build_graph(args, output_dim):
                                            tf1.zeros_initializer(), trainable=False)
         position = tf1.placeholder(tf.int64, [2])
         save_position = tf.group(epoch.assign(position[0]), batch_index.assign(position[1]))
-        saver = tf1.train.Saver(max_to_keep=runs.CHECKPOINTS_KEPT, save_relative_paths=True)
+        saver = tf1.train.Saver(max_to_keep=None)  # runs.RunDir keeps the newest few
         init = tf1.global_variables_initializer()
     graph.finalize()  # nothing may add ops in the loop (a classic TF1 slow-down)
     return RunGraph(graph, model, fixed_z, epoch, batch_index, position, save_position, saver,
@@ -198,25 +208,29 @@ def build_graph(args, output_dim):
 
 
 def restore_or_initialise(sess, run_graph, run, batches, seed):
-    """Restores the newest checkpoint (and the data position) or initialises; returns
-    (step, checkpoint restored or None)."""
-    latest = run.newest_checkpoint()
-    if not latest:
+    """Restores the newest checkpoint that restores (and the data position), or initialises
+    when the run has none; returns (step, checkpoint restored or None)."""
+    restored = run.restore(sess, run_graph.saver, tf1.global_variables(), set_aside_damaged=True)
+    if not restored:
         sess.run(run_graph.init)
         return 0, None
-    problem = runs.checkpoint_mismatch(latest, tf1.global_variables())
-    if problem:
-        raise runs.RunError(f"{latest}: not a checkpoint of this model ({problem}); use another "
-                            f"--out or --fresh")
-    run_graph.saver.restore(sess, latest)
     step, epoch, batch_index = (int(value) for value in sess.run(
         [run_graph.model.global_step, run_graph.epoch, run_graph.batch_index]))
     batches.restore({"seed": seed, "epoch": epoch, "batch_index": batch_index})
-    print(f"resumed {latest}: step {step}, epoch {epoch + 1}, batch {batch_index}")
-    return step, latest
+    print(f"resumed {restored}: step {step}, epoch {epoch + 1}, batch {batch_index}")
+    return step, restored
 
 
 # --- The loop --------------------------------------------------------------------------------
+def optional_work(what, function, *args):
+    """Runs work the training does not depend on; a failure becomes one warning line."""
+    try:
+        function(*args)
+    except Exception as error:  # noqa: BLE001 -- whatever failed, training must go on
+        print(f"warning: {what} failed ({type(error).__name__}: {runs.cause(error)}); training "
+              f"goes on", file=sys.stderr, flush=True)
+
+
 class Trainer:
     """The training loop's state (session, step, data position, logs) and its steps."""
 
@@ -312,20 +326,25 @@ class Trainer:
                         [("quality", runs.QUALITY_FIELDS)])
         pictures.save_quality_plot(self.run.quality_plot_path, self.log.rows)
 
-    def end_epoch(self, epoch_number):
-        """The sample grid (file and TensorBoard), the evaluation if due, the loss plot and the
-        checkpoint."""
+    def save_samples(self, epoch_number):
+        """The sample grid of the fixed z, as a file and in TensorBoard."""
         images = self.sess.run(self.model.samples, {self.model.z: self.fixed_z})
         png = pictures.save_grid_png(self.run.sample_grid_path(epoch_number), images,
                                      self.args.sample_grid,
                                      f"epoch {epoch_number}, step {self.step}")
         width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR chunk
         self.log.add_png("samples", png, width, height, self.step)
-        if self.evaluation and epoch_number % self.args.eval_every == 0:
-            self.evaluate(epoch_number)
-        if self.log.rows:
-            pictures.save_loss_plot(self.run.loss_plot_path, self.log.rows)
+
+    def end_epoch(self, epoch_number):
+        """Training first: the checkpoint, then the optional pictures and evaluation, whose
+        failures are reported and cost nothing saved."""
         self.save_checkpoint()
+        optional_work("the sample grid", self.save_samples, epoch_number)
+        if self.evaluation and epoch_number % self.args.eval_every == 0:
+            optional_work("the evaluation", self.evaluate, epoch_number)
+        if self.log.rows:
+            optional_work("the loss plot", pictures.save_loss_plot, self.run.loss_plot_path,
+                          self.log.rows)
         self.log.flush()
 
     def train(self):
@@ -358,8 +377,13 @@ class Trainer:
 def train(args):
     tf.get_logger().setLevel("ERROR")  # TF1 APIs' deprecation notices are not the user's business
     run = runs.RunDir(args.out)
-    run.prepare(args.fresh)
-    run.check_resumable(dict(vars(args), splits=list(args.splits)), RESUME_KEYS)
+    with run.open_for_training(args.fresh):  # one writer per run directory
+        run.check_resumable(dict(vars(args), splits=list(args.splits)), RESUME_KEYS)
+        train_in(run, args)
+
+
+def train_in(run, args):
+    """Trains in a run directory this process holds the lock of."""
     dataset, batches = load_data(args)
     if args.precision == "bfloat16":
         supported, reason = devices.bfloat16_support()
