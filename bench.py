@@ -37,6 +37,7 @@ import runs  # noqa: E402
 tf1 = tf.compat.v1
 
 DATASET_IMAGES = 2048  # random uint8 images to draw batches from
+ALTERNATION_BLOCKS = 5  # --precision both: each precision's steps in this many alternating blocks
 
 
 def flop_count(channels, g_steps, batch_size=1):
@@ -71,42 +72,65 @@ def flop_count(channels, g_steps, batch_size=1):
     return 2 * macs * batch_size
 
 
-def measure(channels, g_steps, precision, args):
-    """Builds the training graph and times it; returns a result dict."""
-    graph = tf.Graph()
-    with graph.as_default():
-        tf1.set_random_seed(0)
-        model = dcgan.build_model(channels, g_steps=g_steps, precision=precision)
-        init = tf1.global_variables_initializer()
-    graph.finalize()
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (DATASET_IMAGES, data.IMAGE_SIZE, data.IMAGE_SIZE, channels),
-                          dtype=np.uint8)
-    batches = data.BatchIterator(DATASET_IMAGES, args.batch_size, seed=0)
+class StepTimer:
+    """One configuration's training graph and session, ready to time steps on random data."""
 
-    def index_stream():
+    def __init__(self, channels, g_steps, precision, args):
+        self.channels, self.g_steps, self.precision = channels, g_steps, precision
+        self.batch_size = args.batch_size
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf1.set_random_seed(0)
+            self.model = dcgan.build_model(channels, g_steps=g_steps, precision=precision)
+            init = tf1.global_variables_initializer()
+        self.graph.finalize()
+        rng = np.random.default_rng(0)
+        self.images = rng.integers(
+            0, 256, (DATASET_IMAGES, data.IMAGE_SIZE, data.IMAGE_SIZE, channels), dtype=np.uint8)
+        self.batches = data.BatchIterator(DATASET_IMAGES, args.batch_size, seed=0)
+        self.indices = self._index_stream()
+        self.session = tf1.Session(graph=self.graph, config=dcgan.session_config(
+            args.intra_op_threads, args.inter_op_threads))
+        self.session.run(init)
+        self.step, self.step_seconds, self.losses = 0, [], None
+
+    def _index_stream(self):
         while True:
-            yield from batches.epoch_batches()
+            yield from self.batches.epoch_batches()
 
-    stream = index_stream()
-    config = dcgan.session_config(args.intra_op_threads, args.inter_op_threads)
-    step_seconds = []
-    with tf1.Session(graph=graph, config=config) as sess:
-        sess.run(init)
-        for step in range(args.warmup + args.steps):
+    def run(self, steps, timed=True):
+        for _ in range(steps):
             start = time.perf_counter()  # the feed's Python work is part of a step
-            feed = dcgan.step_feed(model, images, next(stream), 0, step)
-            _, d_loss, g_loss = sess.run([model.train_step, model.d_loss, model.g_loss], feed)
-            if step >= args.warmup:
-                step_seconds.append(time.perf_counter() - start)
-    total = sum(step_seconds)
-    images_per_sec = args.batch_size * len(step_seconds) / total
-    flops = flop_count(channels, g_steps)
-    return {"channels": channels, "g_steps": g_steps, "precision": precision,
-            "images_per_sec": images_per_sec,
-            "gflops_per_image": flops / 1e9, "achieved_gflops": images_per_sec * flops / 1e9,
-            "median_step_s": statistics.median(step_seconds), "min_step_s": min(step_seconds),
-            "d_loss": float(d_loss), "g_loss": float(g_loss)}
+            feed = dcgan.step_feed(self.model, self.images, next(self.indices), 0, self.step)
+            _, *self.losses = self.session.run(
+                [self.model.train_step, self.model.d_loss, self.model.g_loss], feed)
+            self.step += 1
+            if timed:
+                self.step_seconds.append(time.perf_counter() - start)
+
+    def result(self):
+        self.session.close()
+        images_per_sec = self.batch_size * len(self.step_seconds) / sum(self.step_seconds)
+        flops = flop_count(self.channels, self.g_steps)
+        return {"channels": self.channels, "g_steps": self.g_steps, "precision": self.precision,
+                "images_per_sec": images_per_sec, "gflops_per_image": flops / 1e9,
+                "achieved_gflops": images_per_sec * flops / 1e9,
+                "median_step_s": statistics.median(self.step_seconds),
+                "min_step_s": min(self.step_seconds),
+                "d_loss": float(self.losses[0]), "g_loss": float(self.losses[1])}
+
+
+def measure(channels, g_steps, precisions, args):
+    """Times each precision's step; several precisions alternate in blocks of steps (so the
+    machine's drift falls on all alike). Returns a result dict per precision."""
+    timers = [StepTimer(channels, g_steps, precision, args) for precision in precisions]
+    for timer in timers:
+        timer.run(args.warmup, timed=False)
+    blocks = ALTERNATION_BLOCKS if len(timers) > 1 else 1
+    for block in range(blocks):
+        for timer in timers:
+            timer.run(args.steps // blocks + (block < args.steps % blocks))
+    return [timer.result() for timer in timers]
 
 
 def matmul_peak(n=4096, reps=10):
@@ -127,6 +151,24 @@ def matmul_peak(n=4096, reps=10):
     return 2.0 * n ** 3 / statistics.median(times[2:]) / 1e9
 
 
+def print_result(result, peak):
+    share = f" = {100 * result['achieved_gflops'] / peak:.0f}% of the matmul peak" if peak else ""
+    print(f"g_steps={result['g_steps']} channels={result['channels']} "
+          f"precision={result['precision']}: {result['gflops_per_image']:.4f} GFLOP/image, "
+          f"{result['achieved_gflops']:.1f} GFLOP/s{share}, median step "
+          f"{result['median_step_s'] * 1000:.0f} ms", flush=True)
+    print(f"images_per_sec={result['images_per_sec']:.3f}", flush=True)
+
+
+def compare_precisions(float32, bfloat16):
+    """One line: which precision's step is faster on this machine, and by how much."""
+    ratio = bfloat16["images_per_sec"] / float32["images_per_sec"]
+    verdict = "faster" if ratio > 1 else "slower"
+    return (f"bfloat16 / float32 = {ratio:.2f}: bfloat16 is {verdict} here "
+            f"({bfloat16['images_per_sec']:.1f} vs {float32['images_per_sec']:.1f} images/s, "
+            f"steps alternated in {ALTERNATION_BLOCKS} blocks each)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Throughput of the DCGAN training step.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -134,8 +176,10 @@ def main(argv=None):
                         help="generator updates per D update (default: both 1 and 2)")
     parser.add_argument("--channels", type=int, choices=[1, 3], default=None,
                         help="image channels (default: both 3 and 1)")
-    parser.add_argument("--precision", choices=dcgan.PRECISIONS, default=None,
-                        help="compute precision (default: each this machine supports)")
+    parser.add_argument("--precision", choices=(*dcgan.PRECISIONS, "both"), default=None,
+                        help="compute precision; 'both' times float32 and bfloat16 in alternation "
+                             "and says which is faster here (default: float32, and bfloat16 too "
+                             "where the hardware has it)")
     parser.add_argument("--batch-size", type=int, default=dcgan.BATCH_SIZE, help="images per step")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--steps", type=int, default=30, help="timed steps")
@@ -147,36 +191,36 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.batch_size <= 0 or args.steps <= 0 or args.warmup < 0:
         parser.error("--batch-size and --steps must be positive, --warmup >= 0")
-    bfloat16_ok, bfloat16_reason = devices.bfloat16_support()
-    if args.precision == "bfloat16" and not bfloat16_ok:
-        print(f"error: --precision bfloat16: {bfloat16_reason}", file=sys.stderr)
-        return 1
-    precisions = [args.precision] if args.precision else \
-        ["float32"] + (["bfloat16"] if bfloat16_ok else [])
-    g_steps_list = [args.g_steps] if args.g_steps else [1, 2]
-    channels_list = [args.channels] if args.channels else [3, 1]
-
+    devices.warn_if_gpu_unseen()
+    bfloat16 = devices.bfloat16_support()
+    warning = devices.bfloat16_warning(bfloat16)
+    if args.precision in ("bfloat16", "both") and warning:
+        print(warning, file=sys.stderr, flush=True)
+    precisions = {None: ["float32"] + (["bfloat16"] if bfloat16.hardware else []),
+                  "both": list(dcgan.PRECISIONS)}.get(args.precision, [args.precision])
     print(f"tensorflow {tf.__version__}, numpy {np.__version__}, python {platform.python_version()}"
           f", {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
-          f"bfloat16: {bfloat16_reason}; threads intra={args.intra_op_threads} "
+          f"bfloat16: {bfloat16.reason}; threads intra={args.intra_op_threads} "
           f"inter={args.inter_op_threads} (0 = TensorFlow's choice)", flush=True)
     peak = matmul_peak() if args.peak else None
     if peak:
         print(f"float32 matmul peak (4096^3): {peak:.1f} GFLOP/s", flush=True)
     results = []
-    for g_steps, channels, precision in itertools.product(g_steps_list, channels_list, precisions):
-        result = measure(channels, g_steps, precision, args)
-        share = f" = {100 * result['achieved_gflops'] / peak:.0f}% of the matmul peak" if peak else ""
-        print(f"g_steps={g_steps} channels={channels} precision={precision}: "
-              f"{result['gflops_per_image']:.4f} GFLOP/image, {result['achieved_gflops']:.1f} "
-              f"GFLOP/s{share}, median step {result['median_step_s'] * 1000:.0f} ms", flush=True)
-        print(f"images_per_sec={result['images_per_sec']:.3f}", flush=True)
-        results.append(result)
+    groups = [precisions] if args.precision == "both" else [[p] for p in precisions]
+    for g_steps, channels, group in itertools.product(
+            [args.g_steps] if args.g_steps else [1, 2], [args.channels] if args.channels else [3, 1],
+            groups):
+        group_results = measure(channels, g_steps, group, args)
+        for result in group_results:
+            print_result(result, peak)
+        if len(group_results) == 2:
+            print(compare_precisions(*group_results), flush=True)
+        results.extend(group_results)
     report = {"settings": vars(args), "matmul_peak_gflops": peak, "results": results,
               "versions": {"tensorflow": tf.__version__, "numpy": np.__version__,
                            "python": platform.python_version()},
               "machine": {"cores": os.cpu_count(), "processor": platform.processor(),
-                          "bfloat16": bfloat16_reason},
+                          "bfloat16": bfloat16.reason},
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     runs.write_json(args.json, report)
     return 0

@@ -11,6 +11,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import data  # noqa: E402
+import devices  # noqa: E402
 import quality  # noqa: E402
 import runs  # noqa: E402
 
@@ -46,6 +47,7 @@ def main(argv=None):
     if args.num < quality.MIN_IMAGES:
         parser.error(f"--num must be at least {quality.MIN_IMAGES}: {quality.MIN_IMAGES_WHY}")
     run = runs.RunDir(args.run)
+    devices.warn_if_gpu_unseen()
     try:
         result, checkpoint = evaluate_run(run, args.num, args.seed, args.checkpoint)
     except data.DatasetError as error:

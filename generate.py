@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import data  # noqa: E402
+import devices  # noqa: E402
 import pictures  # noqa: E402
 import runs  # noqa: E402
 
@@ -48,6 +49,7 @@ def main(argv=None):
                      f"(float32 images are held in memory while they are generated)")
     if os.path.splitext(args.out)[1].lower() not in (".png", ".npz"):
         parser.error("--out must end in .png or .npz")
+    devices.warn_if_gpu_unseen()
     try:
         images, checkpoint = runs.sample_images(runs.RunDir(args.run), args.num, args.seed,
                                                 args.checkpoint)

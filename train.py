@@ -71,8 +71,9 @@ def build_parser():
     add("--g-steps", type=int, default=dcgan.G_STEPS,
         help="generator updates per discriminator update, on the same z")
     add("--precision", default="float32", choices=dcgan.PRECISIONS,
-        help="compute precision; bfloat16 keeps float32 weights, statistics and losses, and "
-             "needs a CPU with AVX512_BF16/AMX or a GPU")
+        help="compute precision; bfloat16 keeps float32 weights, statistics and losses; it is "
+             "faster with AMX or an Ampere+ GPU, and may be slower elsewhere (bench.py "
+             "--precision both compares the two here)")
     add("--seed", type=int, default=DEFAULT_SEED,
         help="seed of the weights, the data order, every z and the fixed sample z")
     add("--deterministic", action="store_true",
@@ -385,10 +386,9 @@ def train(args):
 def train_in(run, args):
     """Trains in a run directory this process holds the lock of."""
     dataset, batches = load_data(args)
-    if args.precision == "bfloat16":
-        supported, reason = devices.bfloat16_support()
-        if not supported:
-            raise runs.RunError(f"--precision bfloat16: {reason}")
+    warning = devices.bfloat16_warning(devices.bfloat16_support())
+    if args.precision == "bfloat16" and warning:
+        print(warning, file=sys.stderr, flush=True)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
     evaluation = load_evaluation(args, dataset)
@@ -414,6 +414,7 @@ def train_in(run, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    devices.warn_if_gpu_unseen()
     try:
         train(args)
     except runs.RunError as error:
