@@ -11,13 +11,6 @@ import dcgan
 tf1 = tf.compat.v1
 
 
-@pytest.fixture
-def graph():
-    with tf.Graph().as_default() as g:
-        tf1.set_random_seed(1)
-        yield g
-
-
 def session(graph):
     return tf1.Session(graph=graph, config=dcgan.session_config())
 

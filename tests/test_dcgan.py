@@ -10,13 +10,6 @@ tf1 = tf.compat.v1
 BATCH = 8
 
 
-@pytest.fixture
-def graph():
-    with tf.Graph().as_default() as g:
-        tf1.set_random_seed(1)
-        yield g
-
-
 def session(graph):
     return tf1.Session(graph=graph, config=dcgan.session_config())
 

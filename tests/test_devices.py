@@ -12,7 +12,7 @@ import bench
 import devices
 import generate
 import train
-from test_faults import argv, data_dir, two_epochs  # noqa: F401 -- shared fixtures
+from test_train import args as argv
 
 
 @pytest.mark.parametrize("flags, gpu, fast, hardware, found", [
@@ -44,7 +44,7 @@ def test_unreadable_cpu_flags_warn(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("flags, warned", [({"avx512_bf16"}, True), ({"amx_bf16"}, False)])
-def test_train_with_bfloat16_warns_only_without_amx_and_runs(data_dir, tmp_path, capsys,  # noqa: F811
+def test_train_with_bfloat16_warns_only_without_amx_and_runs(data_dir, tmp_path, capsys,
                                                              monkeypatch, flags, warned):
     monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
     assert train.main(argv(data_dir, tmp_path / "run", "--precision", "bfloat16",
@@ -108,7 +108,7 @@ def test_a_failing_or_hanging_nvidia_smi_means_no_gpu_known(tmp_path):
     assert time.monotonic() - start < 10  # bounded by the check's own timeout, not 30 s
 
 
-def test_entry_points_print_the_warning_and_go_on(two_epochs, tmp_path, capsys,  # noqa: F811
+def test_entry_points_print_the_warning_and_go_on(two_epochs, tmp_path, capsys,
                                                   monkeypatch):
     fake_nvidia_smi(tmp_path, 'echo "GPU 0: NVIDIA T4 (UUID: GPU-5678)"\n')
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")

@@ -19,33 +19,9 @@ import generate
 import quality
 import runs
 import train
-from test_data import write_svhn
+from test_train import args as argv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BATCH = 16
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """64 SVHN-format images: 4 batches of 16 per epoch."""
-    folder = tmp_path_factory.mktemp("data")
-    write_svhn(str(folder / "svhn" / "train_32x32.mat"), 64, seed=1)
-    write_svhn(str(folder / "svhn" / "test_32x32.mat"), 1, seed=2)
-    return str(folder)
-
-
-def argv(data_dir, out, *extra):
-    return ["--dataset", "svhn", "--data-dir", data_dir, "--skip-checksum", "--no-download",
-            "--splits", "train", "--batch-size", str(BATCH), "--out", str(out), "--log-every", "1",
-            *extra]
-
-
-@pytest.fixture(scope="module")
-def two_epochs(data_dir, tmp_path_factory):
-    """A run of two epochs: checkpoints model-4 and model-8, metrics for steps 1..8."""
-    run = tmp_path_factory.mktemp("base") / "run"
-    assert train.main(argv(data_dir, run, "--epochs", "2")) == 0
-    return run
 
 
 @pytest.fixture

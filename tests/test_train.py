@@ -22,15 +22,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = 16
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """64 SVHN-format images: 4 batches of 16 per epoch."""
-    folder = tmp_path_factory.mktemp("data")
-    write_svhn(str(folder / "svhn" / "train_32x32.mat"), 40, seed=1)
-    write_svhn(str(folder / "svhn" / "test_32x32.mat"), 24, seed=2)
-    return str(folder)
-
-
 def args(data_dir, out, *extra):
     return ["--dataset", "svhn", "--data-dir", data_dir, "--skip-checksum", "--no-download",
             "--batch-size", str(BATCH), "--out", str(out), "--log-every", "1", *extra]
