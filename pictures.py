@@ -1,6 +1,7 @@
-"""The pictures of a run: sample grids, the loss plot and the quality plot. All matplotlib lives
-here, on the Agg backend (files only, no display: servers and CI), imported on first use because
-it is slow to import. Every file is written atomically (data.atomic_write)."""
+"""The pictures of a run: sample grids, the training as an animated GIF, the loss plot and the
+quality plot. All matplotlib (and Pillow) lives here, on the Agg backend (files only, no display:
+servers and CI), imported on first use because it is slow to import. Every file is written
+atomically (data.atomic_write)."""
 import io
 
 import numpy as np
@@ -16,43 +17,68 @@ def _pyplot():
     return plt
 
 
-GRID_GAP = 2  # white pixels between tiles
+GRID_GAP = 2      # white pixels between tiles
+TILE_SCALE = 2    # each image pixel drawn as 2x2 screen pixels: 32x32 samples become 64x64 tiles
+TITLE_PIXELS = 24
+DPI = 100         # the figure is sized so that one grid pixel is one PNG pixel
 
 
-def tile_images(images, side):
-    """uint8 [n, h, w, c] -> one [side*h + gaps, side*w + gaps, c] image, row by row, white gaps."""
+def tile_images(images, columns, scale=1):
+    """uint8 [n, h, w, c] -> one image of the n tiles, `columns` per row, row by row, white gaps;
+    each image pixel repeated scale x scale times (nearest neighbour: no blur)."""
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
     count, height, width, channels = images.shape
-    grid = np.full((side * (height + GRID_GAP) - GRID_GAP, side * (width + GRID_GAP) - GRID_GAP,
-                    channels), 255, np.uint8)
-    for index in range(min(count, side * side)):
-        row, column = divmod(index, side)
+    rows = -(-count // columns)
+    grid = np.full((rows * (height + GRID_GAP) - GRID_GAP,
+                    columns * (width + GRID_GAP) - GRID_GAP, channels), 255, np.uint8)
+    for index in range(count):
+        row, column = divmod(index, columns)
         top, left = row * (height + GRID_GAP), column * (width + GRID_GAP)
         grid[top:top + height, left:left + width] = images[index]
     return grid
 
 
-def save_grid_png(path, images, side, title=None):
-    """Saves a titled grid of [-1, 1] images as a PNG; returns the PNG bytes.
+def save_grid_png(path, images, columns, title=None):
+    """Saves a (titled) grid of [-1, 1] images, `columns` per row, as a PNG; returns its bytes.
 
     The tiles are put together with numpy and drawn as ONE image (a subplot per tile is slow
-    enough to hold up the training loop at every epoch's end).
+    enough to hold up the training loop at every epoch's end), at one grid pixel per PNG pixel.
     """
     plt = _pyplot()
 
-    grid = tile_images(data.to_uint8(images), side)
-    title_inches = 0.3 if title else 0.0
-    figure = plt.figure(figsize=(side, side + title_inches))
-    axis = figure.add_axes([0, 0, 1, side / (side + title_inches)])
+    grid = tile_images(data.to_uint8(images), columns, TILE_SCALE)
+    height, width = grid.shape[:2]
+    title_height = TITLE_PIXELS if title else 0
+    figure = plt.figure(figsize=(width / DPI, (height + title_height) / DPI))
+    axis = figure.add_axes([0, 0, 1, height / (height + title_height)])
     axis.axis("off")
     if grid.shape[-1] == 1:
         axis.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     else:
         axis.imshow(grid, interpolation="nearest")
-    if title:
-        # centred in the strip of title_inches above the grid
-        figure.suptitle(title, fontsize=9, y=1 - title_inches / 2 / (side + title_inches),
+    if title:  # centred in the strip above the grid
+        figure.suptitle(title, fontsize=10, y=1 - title_height / 2 / (height + title_height),
                         verticalalignment="center")
-    return save_figure(figure, path, dpi=64)
+    return save_figure(figure, path, dpi=DPI)
+
+
+def save_progress_gif(path, frame_paths, frame_seconds=0.5):
+    """Plays the PNGs of frame_paths in order as one looping animated GIF, written atomically.
+    A frame of another size (a grid drawn by an older version) is scaled to the last one's."""
+    from PIL import Image  # imported here: only the end of an epoch needs it
+
+    frames = []
+    for frame_path in frame_paths:
+        with Image.open(frame_path) as image:
+            frames.append(image.convert("RGB"))
+    size = frames[-1].size
+    frames = [frame if frame.size == size else frame.resize(size, Image.NEAREST)
+              for frame in frames]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:],
+                   duration=int(frame_seconds * 1000), loop=0)
+    gif = buffer.getvalue()
+    data.atomic_write(path, lambda handle: handle.write(gif))
 
 
 def save_loss_plot(path, rows):

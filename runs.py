@@ -5,9 +5,11 @@ write in it, through one place and with one error type.
   metrics.csv                 a row per --log-every steps (losses) or per evaluation (quality)
   events.out.tfevents.*       TensorBoard: the same scalars and the sample grids
   samples/epoch_0001.png ...  sample grids from the run's fixed z
+  samples/progress.gif        those grids played in order, a frame per epoch
   losses.png, quality.png     plots of metrics.csv
   checkpoints/                model-<step>.index / .data-*: weights, Adam state, run position
   evaluation.json             evaluate.py's results, by step
+  features.json               features.py's classification results
 Every file is replaced atomically (data.atomic_write), so a killed process leaves the old one.
 """
 import csv
@@ -155,9 +157,16 @@ class RunDir:
         self.samples_dir = os.path.join(self.path, "samples")
         self.loss_plot_path = os.path.join(self.path, "losses.png")
         self.quality_plot_path = os.path.join(self.path, "quality.png")
+        self.progress_gif_path = os.path.join(self.samples_dir, "progress.gif")
+        self.features_path = os.path.join(self.path, "features.json")
 
     def sample_grid_path(self, epoch):
         return os.path.join(self.samples_dir, f"epoch_{epoch:04d}.png")
+
+    def sample_grid_paths(self, last_epoch):
+        """The sample grids of epochs 1..last_epoch that exist, in epoch order."""
+        paths = (self.sample_grid_path(epoch) for epoch in range(1, last_epoch + 1))
+        return [path for path in paths if os.path.exists(path)]
 
     # --- Opening for training -----------------------------------------------------------------
     def open_for_training(self, fresh=False):

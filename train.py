@@ -341,6 +341,8 @@ class Trainer:
         failures are reported and cost nothing saved."""
         self.save_checkpoint()
         optional_work("the sample grid", self.save_samples, epoch_number)
+        optional_work("the progress GIF", pictures.save_progress_gif, self.run.progress_gif_path,
+                      self.run.sample_grid_paths(epoch_number))
         if self.evaluation and epoch_number % self.args.eval_every == 0:
             optional_work("the evaluation", self.evaluate, epoch_number)
         if self.log.rows:

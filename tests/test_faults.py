@@ -12,6 +12,7 @@ import sys
 import time
 
 import numpy as np
+import PIL.Image
 import pytest
 
 import evaluate
@@ -310,6 +311,7 @@ def test_three_checkpoints_are_kept_across_many_resumes(data_dir, run):
     assert names == ["checkpoint"] + [f"model-{step}.{part}" for step in (16, 20, 24)
                                       for part in ("data-00000-of-00001", "index")]
     assert 'model_checkpoint_path: "model-24"' in (run / "checkpoints" / "checkpoint").read_text()
+    assert PIL.Image.open(run / "samples" / "progress.gif").n_frames == 6  # every epoch, resumed
 
 
 # --- Bounds at the door ----------------------------------------------------------------------
