@@ -87,12 +87,13 @@ def _conv2d_transpose(x, filters, name, implementation, use_bias=True):
         return tf.nn.bias_add(y, _bias("bias", filters, x.dtype)) if use_bias else y
 
 
-def _batch_norm(x, training, name, update_moving_stats=True):
+def _batch_norm(x, training, name, update_moving_stats=True, momentum=BN_MOMENTUM):
     """Fused batch norm (NHWC) with float32 parameters and statistics, whatever x's dtype.
 
     Training mode normalizes with the batch statistics and, if `update_moving_stats`, adds the
-    moving-average updates to the UPDATE_OPS collection (the TF1 convention: the optimizer runs
-    them as control dependencies). Inference mode normalizes with the moving statistics.
+    moving-average updates (m <- momentum m + (1 - momentum) batch) to the UPDATE_OPS collection
+    (the TF1 convention: the optimizer runs them as control dependencies). Inference mode
+    normalizes with the moving statistics.
     """
     channels = x.shape[-1]
     with tf1.variable_scope(name):
@@ -110,7 +111,7 @@ def _batch_norm(x, training, name, update_moving_stats=True):
                                                                 epsilon=BN_EPSILON,
                                                                 is_training=True)
         if update_moving_stats:
-            decay = 1.0 - BN_MOMENTUM
+            decay = 1.0 - momentum
             tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, tf1.assign_sub(
                 moving_mean, (moving_mean - batch_mean) * decay, name="update_moving_mean"))
             tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, tf1.assign_sub(
@@ -132,7 +133,7 @@ def _compute_dtype(precision):
 
 
 def generator(z, output_dim, reuse=False, training=True, precision="float32",
-              implementation=None):
+              implementation=None, stats_momentum=BN_MOMENTUM):
     """Maps z to a batch of 32x32 images in [-1, 1].
 
     dense -> 4x4x512 -> BN, ReLU -> deconv 8x8x256 -> BN, ReLU -> deconv 16x16x128 -> BN, ReLU
@@ -147,6 +148,8 @@ def generator(z, output_dim, reuse=False, training=True, precision="float32",
       precision: 'float32' or 'bfloat16' compute; weights and BN statistics stay float32.
       implementation: how the convolutions are computed (convolutions.IMPLEMENTATIONS); None
         picks the one for the device TensorFlow sees. The variables are the same either way.
+      stats_momentum: in training mode, the momentum of the moving-statistics updates (0 sets
+        them to this batch's statistics).
 
     Returns:
       A float32 tensor [batch, 32, 32, output_dim] in [-1, 1].
@@ -164,10 +167,10 @@ def generator(z, output_dim, reuse=False, training=True, precision="float32",
         x = _dense(tf.cast(z, dtype), G_BASE_SHAPE[0] * G_BASE_SHAPE[1] * G_BASE_SHAPE[2],
                    "dense1", use_bias=False)
         x = tf.reshape(x, [-1, *G_BASE_SHAPE])
-        x = tf.nn.relu(_batch_norm(x, training, "bn1"))
+        x = tf.nn.relu(_batch_norm(x, training, "bn1", momentum=stats_momentum))
         for index, filters in enumerate(G_FILTERS, start=2):
             x = _conv2d_transpose(x, filters, f"deconv{index}", implementation, use_bias=False)
-            x = tf.nn.relu(_batch_norm(x, training, f"bn{index}"))
+            x = tf.nn.relu(_batch_norm(x, training, f"bn{index}", momentum=stats_momentum))
         logits = _conv2d_transpose(x, output_dim, f"deconv{len(G_FILTERS) + 2}", implementation)
         images = tf.tanh(tf.cast(logits, tf.float32))
     images.shape.assert_is_compatible_with([None, data.IMAGE_SIZE, data.IMAGE_SIZE, output_dim])
@@ -230,15 +233,90 @@ def sampler(z, output_dim, precision="float32", implementation=None):
                      implementation=implementation)
 
 
-Sampler = collections.namedtuple("Sampler", "z samples z_dim")
+# A Sampler: run `samples` feeding `z` ([batch, z_dim]). An averaged generator's also has
+# `refresh_stats`, to run first feeding `stats_z`: it sets the batch-norm statistics (None
+# otherwise). `variables`: what a checkpoint must hold to restore it.
+Sampler = collections.namedtuple("Sampler", "z samples z_dim refresh_stats stats_z variables")
 
 
-def build_sampler(output_dim, z_dim=Z_DIM, precision="float32", implementation=None):
-    """A graph of the sampler alone (for generating from a checkpoint): Sampler(z, samples, z_dim),
-    `z` a float32 placeholder [batch, z_dim]."""
+def build_sampler(output_dim, z_dim=Z_DIM, precision="float32", implementation=None,
+                  averaged=False):
+    """A graph of a sampler alone, for generating from a checkpoint: the trained generator, or
+    with `averaged` the run's averaged generator (see build_model's g_ema_decay)."""
     _check_positive_int(z_dim, "z_dim")
     z = tf1.placeholder(tf.float32, [None, z_dim], name="z")
-    return Sampler(z, sampler(z, output_dim, precision, implementation), z_dim)
+    if averaged:
+        return _averaged_sampler(z, output_dim, precision, implementation)
+    samples = sampler(z, output_dim, precision, implementation)
+    return Sampler(z, samples, z_dim, None, None, tf1.global_variables(GENERATOR_SCOPE + "/"))
+
+
+# --- The averaged generator (opt-in; not in the paper) ---------------------------------------
+# Yazici et al. 2019: sampling from an exponential moving average of the generator's weights
+# gives better samples from the same training. The average is a second generator under this
+# scope (g_ema/generator/...); its batch-norm statistics are recomputed for its own weights
+# before each use ("standing statistics", as in BigGAN), since the moving statistics were
+# gathered with the raw weights.
+AVERAGE_SCOPE = "g_ema"
+STANDING_STATS_BATCH = 1024  # z per recomputation of the averaged generator's statistics
+
+
+def _averaged_generator(z, output_dim, training, precision, implementation, stats_momentum=0.0):
+    with tf1.variable_scope(AVERAGE_SCOPE, reuse=tf1.AUTO_REUSE):
+        images = generator(z, output_dim, reuse=tf1.AUTO_REUSE, training=training,
+                           precision=precision, implementation=implementation,
+                           stats_momentum=stats_momentum)
+    # The copy is not trained: keep it out of the trainable collection.
+    trainable = tf1.get_collection_ref(tf1.GraphKeys.TRAINABLE_VARIABLES)
+    trainable[:] = [v for v in trainable if not v.op.name.startswith(AVERAGE_SCOPE + "/")]
+    return images
+
+
+def _averaged_sampler(z, output_dim, precision, implementation):
+    """The averaged generator in inference mode, and the op that sets its statistics from a
+    batch of `stats_z` (momentum 0: the statistics of that batch)."""
+    updates_before = set(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
+    stats_z = tf1.placeholder(tf.float32, [None, z.shape[-1]], name="stats_z")
+    _averaged_generator(stats_z, output_dim, True, precision, implementation)
+    refresh = tf.group(*[op for op in tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+                         if op not in updates_before], name="refresh_averaged_stats")
+    samples = _averaged_generator(z, output_dim, False, precision, implementation)
+    return Sampler(z, samples, z.shape[-1], refresh, stats_z,
+                   [v for v in tf1.global_variables(AVERAGE_SCOPE + "/") if not _is_standing(v)])
+
+
+def _is_standing(variable):
+    """The averaged generator's batch-norm statistics: recomputed before each use, so neither
+    saved nor restored (a checkpoint then does not depend on when they were last computed)."""
+    return variable.op.name.startswith(AVERAGE_SCOPE + "/") and "/moving_" in variable.op.name
+
+
+def checkpointed_variables():
+    """The variables a training checkpoint holds: all but the averaged generator's statistics."""
+    return [v for v in tf1.global_variables() if not _is_standing(v)]
+
+
+def _average_pairs():
+    """(averaged copy, trained variable) for each trainable generator variable."""
+    averaged = {v.op.name: v for v in tf1.global_variables(AVERAGE_SCOPE + "/")}
+    return [(averaged[f"{AVERAGE_SCOPE}/{v.op.name}"], v)
+            for v in _trainable_variables(GENERATOR_SCOPE)]
+
+
+def _update_average(decay, after):
+    """w_avg <- decay * w_avg + (1 - decay) * w for every trained generator weight, reading the
+    weights `after` has written."""
+    with tf.control_dependencies([after]):
+        return tf.group(*[tf1.assign_sub(average, (1.0 - decay) * (average - variable))
+                          for average, variable in _average_pairs()], name="update_average")
+
+
+def prepare_sampler(sess, sampler, seed=0):
+    """Makes `sampler` ready to run: an averaged generator gets batch-norm statistics for its
+    current weights, from STANDING_STATS_BATCH z drawn with `seed` (deterministic)."""
+    if sampler.refresh_stats is not None:
+        stats_z = draw_z(np.random.default_rng([seed, 5]), STANDING_STATS_BATCH, sampler.z_dim)
+        sess.run(sampler.refresh_stats, {sampler.stats_z: stats_z})
 
 
 def draw_z(rng, count, z_dim):
@@ -246,13 +324,17 @@ def draw_z(rng, count, z_dim):
     return rng.uniform(-1.0, 1.0, (count, z_dim)).astype(np.float32)
 
 
-def generate_images(sess, model, num, rng, batch_size=500):
-    """Runs the sampler of `model` (a Model or a Sampler) on `num` z drawn from rng, batch_size at
-    a time (bounded memory for any num); returns float32 (num, 32, 32, C) in [-1, 1]."""
-    parts = [sess.run(model.samples, {model.z: draw_z(rng, min(batch_size, num - start),
-                                                     model.z_dim)})
-             for start in range(0, num, batch_size)]
-    return np.concatenate(parts)
+def generate_images(sess, sampler, num, rng, batch_size=500):
+    """Runs a prepared Sampler on `num` z drawn from rng; returns float32 (num, 32, 32, C) in
+    [-1, 1]."""
+    return run_sampler(sess, sampler, draw_z(rng, num, sampler.z_dim), batch_size)
+
+
+def run_sampler(sess, sampler, z, batch_size=500):
+    """Runs a prepared Sampler on the given z, batch_size at a time (bounded memory for any
+    count); returns float32 (len(z), 32, 32, C) in [-1, 1]."""
+    return np.concatenate([sess.run(sampler.samples, {sampler.z: z[start:start + batch_size]})
+                           for start in range(0, len(z), batch_size)])
 
 
 def step_z(seed, step, batch_size, z_dim):
@@ -385,12 +467,12 @@ def model_optimizers(d_loss, g_loss, learning_rate=LEARNING_RATE, beta1=BETA1):
 # --- The training step as one op -------------------------------------------------------------
 Model = collections.namedtuple(
     "Model", "real_images z train_step d_loss g_loss d_real d_fake samples global_step "
-             "output_dim z_dim precision implementation")
+             "output_dim z_dim precision implementation sampler averaged start_average")
 
 
 def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARNING_RATE,
                 beta1=BETA1, alpha=ALPHA, smooth=SMOOTH, precision="float32",
-                implementation=None):
+                implementation=None, g_ema_decay=0.0):
     """Builds the whole training graph: placeholders, one fused training op, and the sampler.
 
     One run of `train_step` is exactly what the blog post's two `sess.run` calls per batch do
@@ -410,13 +492,18 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
       precision: 'float32' or 'bfloat16' compute (weights, BN statistics and losses stay float32).
       implementation: how the convolutions are computed (convolutions.IMPLEMENTATIONS); None
         picks the one for the device TensorFlow sees.
+      g_ema_decay: if > 0, after each G update the step also updates an averaged copy of the
+        generator's weights, w_avg <- decay w_avg + (1 - decay) w (not in the paper; opt-in).
 
     Returns:
       A Model: `real_images` (uint8 placeholder [batch, 32, 32, output_dim], scaled to [-1, 1] in
       the graph) and `z` (float32 placeholder [batch, z_dim]) to feed; `train_step` to run;
       `d_loss` (before the D update), `g_loss` (of the first G update, against the updated D),
       mean D(x) `d_real` and mean D(G(z)) `d_fake` to log; `samples`, the sampler's images for
-      `z`; the int64 `global_step` (batches trained); the settings it was built with.
+      `z`, and the same as a Sampler, `sampler`; the int64 `global_step` (batches trained); the
+      settings it was built with; with g_ema_decay, `averaged` (the averaged generator's
+      Sampler) and `start_average` (copies the weights into the average: run it once after
+      initialising), else None for both.
 
     Raises:
       ValueError: any argument out of range.
@@ -425,6 +512,8 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
     _check_positive_int(z_dim, "z_dim")
     _check_positive_int(g_steps, "g_steps")
     _check_smooth(smooth)
+    if not 0.0 <= g_ema_decay < 1.0:
+        raise ValueError(f"g_ema_decay must be in [0, 1), got {g_ema_decay!r}")
     implementation = implementation or convolutions.implementation_for(devices.device_type())
     networks = dict(precision=precision, implementation=implementation)
     d_optimizer = _adam(learning_rate, beta1, "d_adam")
@@ -463,13 +552,25 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
             g_losses.append(generator_loss(fake_logits_after))
         with tf.control_dependencies([last_update] + g_stat_updates):
             last_update = g_optimizer.minimize(g_losses[-1], var_list=g_vars)
+        if g_ema_decay:
+            if index == 0:  # the averaged generator's variables, once
+                averaged = _averaged_sampler(z, output_dim, precision, implementation)
+            last_update = _update_average(g_ema_decay, last_update)
     with tf.control_dependencies([last_update]):
         train_step = tf1.assign_add(global_step, 1, name="train_step")
 
     samples = sampler(z, output_dim, **networks)
+    start_average = None
+    if g_ema_decay:
+        start_average = tf.group(*[average.assign(variable)
+                                   for average, variable in _average_pairs()],
+                                 name="start_average")
+    else:
+        averaged = None
     return Model(real_images, z, train_step, d_loss, g_losses[0], tf.reduce_mean(real_prob),
                  tf.reduce_mean(fake_prob), samples, global_step, output_dim, z_dim, precision,
-                 implementation)
+                 implementation, Sampler(z, samples, z_dim, None, None, g_vars), averaged,
+                 start_average)
 
 
 def session_config(intra_op_threads=0, inter_op_threads=0):

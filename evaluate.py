@@ -16,14 +16,14 @@ import quality  # noqa: E402
 import runs  # noqa: E402
 
 
-def evaluate_run(run, num, seed, checkpoint=None):
+def evaluate_run(run, num, seed, checkpoint=None, raw=False):
     """Quality of `num` images from the run's checkpoint against as many real ones: (result dict
     with the checkpoint, its step and the classifier's held-out accuracy, checkpoint path)."""
     config = run.read_config()
     name, data_dir = config["dataset"], config.get("data_dir", "data")
     verify = not config.get("skip_checksum", False)
     dataset = data.load_dataset(name, data_dir, config.get("splits"), verify, download=False)
-    generated, checkpoint = runs.sample_images(run, num, seed, checkpoint)
+    generated, checkpoint, generator = runs.sample_images(run, num, seed, checkpoint, raw)
     classifier, info = quality.load_classifier(name, data_dir, verify=verify)
     try:
         result = quality.quality(classifier, data.to_uint8(generated),
@@ -31,7 +31,7 @@ def evaluate_run(run, num, seed, checkpoint=None):
     finally:
         classifier.close()
     result.update(checkpoint=os.path.basename(checkpoint), step=runs.checkpoint_step(checkpoint),
-                  classifier_heldout_accuracy=info["heldout_accuracy"])
+                  classifier_heldout_accuracy=info["heldout_accuracy"], generator=generator)
     return result, checkpoint
 
 
@@ -43,22 +43,28 @@ def main(argv=None):
                         help="generated images, and real images compared with them")
     parser.add_argument("--seed", type=int, default=0, help="seed of the z and the real draw")
     parser.add_argument("--checkpoint", default=None, help="a checkpoint instead of the newest")
+    parser.add_argument("--raw", action="store_true",
+                        help="a run trained with --g-ema: score the trained weights, not their "
+                             "average")
     args = parser.parse_args(argv)
     if args.num < quality.MIN_IMAGES:
         parser.error(f"--num must be at least {quality.MIN_IMAGES}: {quality.MIN_IMAGES_WHY}")
     run = runs.RunDir(args.run)
     devices.warn_if_gpu_unseen()
     try:
-        result, checkpoint = evaluate_run(run, args.num, args.seed, args.checkpoint)
+        result, checkpoint = evaluate_run(run, args.num, args.seed, args.checkpoint, args.raw)
     except data.DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except runs.RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    print(f"{checkpoint}: {quality.format_quality(result)}", flush=True)  # before any save
+    print(f"{checkpoint}, {result['generator']}: {quality.format_quality(result)}",
+          flush=True)  # before any save
+    averaged = result["generator"].startswith("averaged")
+    key = str(result["step"]) + ("-averaged" if averaged else "")
     try:
-        run.add_evaluation(str(result["step"]), result)
+        run.add_evaluation(key, result)
     except runs.RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

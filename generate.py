@@ -1,7 +1,9 @@
-"""Draws new images from a trained run: `python generate.py --run runs/svhn --num 64 --out grid.png`.
+"""Draws new images from a trained run: `python generate.py --run runs/svhn --num 64 --out a.png`.
 
-Restores the newest checkpoint of the run's generator and samples it in inference mode (batch
-norm with its moving statistics). `--out *.png` writes a grid; `--out *.npz` writes the images
+Restores the newest checkpoint of the run's generator (its averaged copy, if the run keeps one and
+--raw is not given) and samples it in inference mode (batch norm with its moving statistics; the
+averaged copy's recomputed for its own weights). `--interpolate K` draws K walks through z
+instead. `--out *.png` writes a grid; `--out *.npz` writes the images
 under the key `images` as uint8 (N, 32, 32, C), the format evaluation tools read.
 """
 import argparse
@@ -14,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import data  # noqa: E402
+import dcgan  # noqa: E402
 import devices  # noqa: E402
 import pictures  # noqa: E402
 import runs  # noqa: E402
@@ -22,45 +25,79 @@ MAX_GRID_IMAGES = 64 * 64      # a 64x64 grid is already a 4,000-pixel-wide pict
 MAX_NPZ_IMAGES = 200_000       # 2.4 GB of float32 (3 channels) while generating
 
 
-def write_images(path, images):
-    """A grid for .png, uint8 images under 'images' for .npz."""
+def walk_z(rng, rows, steps, points, z_dim):
+    """`rows` straight walks through z space, each through `points` random z (the first and last
+    are its ends), `steps` evenly spaced z per walk: float32 [rows * steps, z_dim], row by row."""
+    waypoints = dcgan.draw_z(rng, rows * points, z_dim).reshape(rows, points, z_dim)
+    position = np.linspace(0.0, points - 1, steps)           # along the polyline, in segments
+    segment = np.minimum(position.astype(int), points - 2)   # the last point ends the last one
+    fraction = (position - segment)[np.newaxis, :, np.newaxis]
+    walks = (1 - fraction) * waypoints[:, segment] + fraction * waypoints[:, segment + 1]
+    return walks.reshape(rows * steps, z_dim).astype(np.float32)
+
+
+def write_images(path, images, columns=None):
+    """A grid (`columns` per row, default a square) for .png, uint8 images under 'images' for
+    .npz."""
     if path.lower().endswith(".npz"):
         def write(handle):
             np.savez_compressed(handle, images=data.to_uint8(images))
         data.atomic_write(path, write)
     else:
-        pictures.save_grid_png(path, images, math.ceil(math.sqrt(len(images))))
+        pictures.save_grid_png(path, images, columns or math.ceil(math.sqrt(len(images))))
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--run", required=True, help="run directory of train.py")
-    parser.add_argument("--num", type=int, default=64, help="how many images")
-    parser.add_argument("--out", default="samples.png",
-                        help="output file: .png for a grid, .npz for uint8 images under 'images'")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the z drawn")
-    parser.add_argument("--checkpoint", default=None,
-                        help="a checkpoint prefix to use instead of the run's newest")
+    add = parser.add_argument
+    add("--run", required=True, help="run directory of train.py")
+    add("--num", type=int, default=64, help="how many images")
+    add("--out", default="samples.png",
+        help="output file: .png for a grid, .npz for uint8 images under 'images'")
+    add("--seed", type=int, default=0, help="seed of the z drawn")
+    add("--checkpoint", default=None, help="a checkpoint prefix to use instead of the run's newest")
+    add("--raw", action="store_true",
+        help="a run trained with --g-ema: use the trained weights, not their average")
+    add("--interpolate", type=int, default=0, metavar="K",
+        help="instead of --num random images, K rows of walks through z (the paper's section 6.1)")
+    add("--walk-steps", type=int, default=10, help="images per walk (--interpolate)")
+    add("--walk-points", type=int, default=2,
+        help="random z each walk goes through in a straight line each (2: from one to another)")
     args = parser.parse_args(argv)
+    if args.interpolate:
+        if args.interpolate < 0 or args.walk_points < 2 or args.walk_steps < args.walk_points:
+            parser.error("--interpolate must be positive, --walk-points at least 2 and "
+                         "--walk-steps at least --walk-points")
+        args.num = args.interpolate * args.walk_steps
     limit = MAX_GRID_IMAGES if args.out.lower().endswith(".png") else MAX_NPZ_IMAGES
     if not 0 < args.num <= limit:
         parser.error(f"--num must be in 1..{limit} for a {os.path.splitext(args.out)[1]} file "
                      f"(float32 images are held in memory while they are generated)")
     if os.path.splitext(args.out)[1].lower() not in (".png", ".npz"):
         parser.error("--out must end in .png or .npz")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     devices.warn_if_gpu_unseen()
+    run = runs.RunDir(args.run)
     try:
-        images, checkpoint = runs.sample_images(runs.RunDir(args.run), args.num, args.seed,
-                                                args.checkpoint)
-        write_images(args.out, images)
+        z = None
+        if args.interpolate:
+            z = walk_z(np.random.default_rng(args.seed), args.interpolate, args.walk_steps,
+                       args.walk_points, run.read_config()["z_dim"])
+        samples = runs.sample_images(run, args.num, args.seed, args.checkpoint, args.raw, z)
+        write_images(args.out, samples.images, args.walk_steps if args.interpolate else None)
     except runs.RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except OSError as error:
         print(f"error: cannot write {args.out} ({error.strerror})", file=sys.stderr)
         return 1
-    print(f"wrote {args.num} images from {checkpoint} to {args.out}")
+    what = f"{args.interpolate} walks of {args.walk_steps}" if args.interpolate else args.num
+    print(f"wrote {what} images from {samples.checkpoint}, {samples.generator}, to {args.out}")
     return 0
 
 

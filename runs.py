@@ -12,6 +12,7 @@ write in it, through one place and with one error type.
   features.json               features.py's classification results
 Every file is replaced atomically (data.atomic_write), so a killed process leaves the old one.
 """
+import collections
 import csv
 import fcntl
 import io
@@ -239,11 +240,13 @@ class RunDir:
                                f"{value!r}; the file is damaged")
         return config
 
-    def check_resumable(self, settings, keys):
-        """Raises RunError if the run saved here has other values of `keys` than `settings`."""
+    def check_resumable(self, settings, keys, defaults=None):
+        """Raises RunError if the run saved here has other values of `keys` than `settings`
+        (`defaults`: the values of keys a run saved before they existed)."""
         saved = self._load_config()
         if saved is None:
             return
+        saved = {**(defaults or {}), **saved}
         changed = [key for key in keys if saved.get(key) != settings[key]]
         if changed:
             details = ", ".join(f"{key} {saved.get(key)!r} -> {settings[key]!r}" for key in changed)
@@ -512,26 +515,49 @@ class MetricsLog:
         self.writer.close()
 
 
-def sample_images(run, num, seed, checkpoint=None):
-    """Restores the generator of a RunDir's checkpoint (default: the newest that restores) and
-    samples it in inference mode: (float32 images in [-1, 1] of shape (num, 32, 32, C), the
-    checkpoint used).
+Samples = collections.namedtuple("Samples", "images checkpoint generator")
+
+
+def sample_images(run, num, seed, checkpoint=None, raw=False, z=None):
+    """Restores a generator of a RunDir's checkpoint (default: the newest that restores) and
+    samples it in inference mode: the averaged generator when the run keeps one (--g-ema) and
+    not `raw`, else the trained one.
+
+    Args:
+      run: the RunDir.
+      num: how many images, of z ~ U(-1, 1) drawn with `seed` (ignored when `z` is given).
+      seed: the seed of the z, and of the averaged generator's statistics batch.
+      checkpoint: a checkpoint prefix instead of the newest.
+      raw: the trained weights even where the run keeps an average.
+      z: float32 [n, z_dim] to sample instead of random z.
+
+    Returns:
+      Samples(float32 images in [-1, 1] of shape (n, 32, 32, C), the checkpoint used, which
+      generator: 'averaged generator (decay D)' or 'trained generator').
 
     Raises:
       RunError: not a run directory, no checkpoint, damaged ones only, or one of another model.
     """
     config = run.read_config()
+    decay = config.get("g_ema", 0.0)
+    averaged = bool(decay) and not raw
     graph = tf.Graph()
     with graph.as_default():
         tf1.set_random_seed(seed)  # the restore overwrites the initial weights; set for determinism
         sampler = dcgan.build_sampler(config["output_dim"], config["z_dim"],
-                                      config.get("precision", "float32"))
-        saver = tf1.train.Saver(tf1.global_variables(dcgan.GENERATOR_SCOPE + "/"))
+                                      config.get("precision", "float32"), averaged=averaged)
+        saver = tf1.train.Saver(sampler.variables)
+        init = tf1.global_variables_initializer()  # what the checkpoint does not hold
     graph.finalize()
     with tf1.Session(graph=graph, config=dcgan.session_config()) as sess:
-        restored = run.restore(sess, saver, tf1.global_variables(), checkpoint)
+        sess.run(init)
+        restored = run.restore(sess, saver, sampler.variables, checkpoint)
         if not restored:
             raise RunError(f"{run.checkpoint_dir} holds no checkpoint yet; a run saves one after "
                            f"its first epoch")
-        images = dcgan.generate_images(sess, sampler, num, np.random.default_rng(seed))
-    return images, restored
+        dcgan.prepare_sampler(sess, sampler, seed)
+        if z is None:
+            z = dcgan.draw_z(np.random.default_rng(seed), num, config["z_dim"])
+        images = dcgan.run_sampler(sess, sampler, z)
+    return Samples(images, restored,
+                   f"averaged generator (decay {decay})" if averaged else "trained generator")

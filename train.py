@@ -36,7 +36,8 @@ DEFAULT_SEED = 0
 DEFAULT_LOG_EVERY = 10
 DEFAULT_GRID = 6            # 6x6 sample grid
 # Settings a checkpoint is tied to: changing one makes a resumed run meaningless.
-RESUME_KEYS = ("dataset", "splits", "z_dim", "batch_size", "seed", "sample_grid")
+RESUME_KEYS = ("dataset", "splits", "z_dim", "batch_size", "seed", "sample_grid", "g_ema")
+RESUME_DEFAULTS = {"g_ema": 0.0}  # for runs saved before the setting existed
 MAX_SAMPLE_GRID = 32  # 1,024 samples, a 2,048-pixel PNG: beyond that the grid is no use on a screen
 EXIT_NAN, EXIT_INTERRUPTED = 3, 130
 
@@ -74,6 +75,12 @@ def build_parser():
         help="compute precision; bfloat16 keeps float32 weights, statistics and losses; it is "
              "faster with AMX or an Ampere+ GPU, and may be slower elsewhere (bench.py "
              "--precision both compares the two here)")
+    add("--g-ema", type=float, default=0.0, metavar="DECAY",
+        help="also keep an exponential moving average of the generator's weights, updated "
+             "after each G update with this decay (0: off; README suggests 0.99 for runs of "
+             "hundreds of steps); grids and evaluations then use it")
+    add("--raw", action="store_true",
+        help="with --g-ema, draw the grids and evaluations from the trained weights instead")
     add("--seed", type=int, default=DEFAULT_SEED,
         help="seed of the weights, the data order, every z and the fixed sample z")
     add("--deterministic", action="store_true",
@@ -112,6 +119,8 @@ def parse_args(argv=None):
         parser.error("--max-steps must be positive")
     if not 0.0 <= args.smooth < 1.0:
         parser.error("--smooth must be in [0, 1)")
+    if not 0.0 <= args.g_ema < 1.0:
+        parser.error("--g-ema must be in [0, 1)")
     if not args.lr > 0 or not 0.0 <= args.beta1 < 1.0 or not args.alpha >= 0:
         parser.error("--lr must be > 0, --beta1 in [0, 1) and --alpha >= 0")
     args.splits = tuple(args.splits.split(",")) if args.splits \
@@ -190,7 +199,8 @@ def build_graph(args, output_dim):
         model = dcgan.build_model(
             output_dim, z_dim=args.z_dim, g_steps=args.g_steps, learning_rate=args.lr,
             beta1=args.beta1, alpha=args.alpha, smooth=args.smooth, precision=args.precision,
-            implementation=convolutions.implementation_for(devices.device_type()))
+            implementation=convolutions.implementation_for(devices.device_type()),
+            g_ema_decay=args.g_ema)
         initial_fixed_z = dcgan.draw_z(np.random.default_rng([args.seed, 1]),
                                        args.sample_grid ** 2, args.z_dim)
         with tf1.variable_scope("run_state"):
@@ -201,7 +211,8 @@ def build_graph(args, output_dim):
                                            tf1.zeros_initializer(), trainable=False)
         position = tf1.placeholder(tf.int64, [2])
         save_position = tf.group(epoch.assign(position[0]), batch_index.assign(position[1]))
-        saver = tf1.train.Saver(max_to_keep=None)  # runs.RunDir keeps the newest few
+        saver = tf1.train.Saver(dcgan.checkpointed_variables(), max_to_keep=None)  # RunDir keeps
+        # the newest few
         init = tf1.global_variables_initializer()
     graph.finalize()  # nothing may add ops in the loop (a classic TF1 slow-down)
     return RunGraph(graph, model, fixed_z, epoch, batch_index, position, save_position, saver,
@@ -211,9 +222,12 @@ def build_graph(args, output_dim):
 def restore_or_initialise(sess, run_graph, run, batches, seed):
     """Restores the newest checkpoint that restores (and the data position), or initialises
     when the run has none; returns (step, checkpoint restored or None)."""
-    restored = run.restore(sess, run_graph.saver, tf1.global_variables(), set_aside_damaged=True)
+    sess.run(run_graph.init)  # what a checkpoint does not hold is initialised all the same
+    restored = run.restore(sess, run_graph.saver, dcgan.checkpointed_variables(),
+                           set_aside_damaged=True)
     if not restored:
-        sess.run(run_graph.init)
+        if run_graph.model.start_average is not None:
+            sess.run(run_graph.model.start_average)
         return 0, None
     step, epoch, batch_index = (int(value) for value in sess.run(
         [run_graph.model.global_step, run_graph.epoch, run_graph.batch_index]))
@@ -240,6 +254,9 @@ class Trainer:
         self.model = run_graph.model
         self.dataset, self.batches, self.evaluation, self.step = dataset, batches, evaluation, step
         self.fixed_z = sess.run(run_graph.fixed_z)
+        self.sampler = self.model.averaged if self.model.averaged and not args.raw \
+            else self.model.sampler
+        self.sampler_name = "averaged G" if self.sampler is self.model.averaged else None
         self.traced = False
         self.window_start, self.window_steps = time.perf_counter(), 0
 
@@ -317,11 +334,14 @@ class Trainer:
 
     def evaluate(self, epoch_number):
         """Measures sample quality (--eval-every) into metrics.csv, TensorBoard and quality.png."""
-        generated = dcgan.generate_images(self.sess, self.model, self.args.eval_num,
+        dcgan.prepare_sampler(self.sess, self.sampler, self.args.seed)
+        generated = dcgan.generate_images(self.sess, self.sampler, self.args.eval_num,
                                           np.random.default_rng([self.args.seed, 4, epoch_number]))
         result = quality.quality(self.evaluation.classifier, data.to_uint8(generated),
                                  self.evaluation.real_images, self.args.seed)
-        print(f"epoch {epoch_number} quality: {quality.format_quality(result)}", flush=True)
+        which = f" ({self.sampler_name})" if self.sampler_name else ""
+        print(f"epoch {epoch_number} quality{which}: {quality.format_quality(result)}",
+              flush=True)
         self.log.record({"step": self.step, "epoch": epoch_number, "time": time.time(),
                          **{field: result[field] for field in runs.QUALITY_FIELDS}},
                         [("quality", runs.QUALITY_FIELDS)])
@@ -329,10 +349,12 @@ class Trainer:
 
     def save_samples(self, epoch_number):
         """The sample grid of the fixed z, as a file and in TensorBoard."""
-        images = self.sess.run(self.model.samples, {self.model.z: self.fixed_z})
+        dcgan.prepare_sampler(self.sess, self.sampler, self.args.seed)
+        images = dcgan.run_sampler(self.sess, self.sampler, self.fixed_z)
+        which = f", {self.sampler_name}" if self.sampler_name else ""
         png = pictures.save_grid_png(self.run.sample_grid_path(epoch_number), images,
                                      self.args.sample_grid,
-                                     f"epoch {epoch_number}, step {self.step}")
+                                     f"epoch {epoch_number}, step {self.step}{which}")
         width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR chunk
         self.log.add_png("samples", png, width, height, self.step)
 
@@ -381,7 +403,8 @@ def train(args):
     tf.get_logger().setLevel("ERROR")  # TF1 APIs' deprecation notices are not the user's business
     run = runs.RunDir(args.out)
     with run.open_for_training(args.fresh):  # one writer per run directory
-        run.check_resumable(dict(vars(args), splits=list(args.splits)), RESUME_KEYS)
+        run.check_resumable(dict(vars(args), splits=list(args.splits)), RESUME_KEYS,
+                            RESUME_DEFAULTS)
         train_in(run, args)
 
 

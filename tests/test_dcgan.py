@@ -275,3 +275,44 @@ def test_fused_step_equals_two_session_calls(g_steps):
         moved += distance > 0
     # Every trainable weight, its two Adam slots and the statistics moved: not vacuous.
     assert moved >= 3 * 20
+
+
+def test_the_averaged_generator_is_an_exact_moving_average(graph):
+    """g_ema_decay: after every step (one G update each), w_avg = d w_avg + (1 - d) w, starting
+    from the initial weights; compared with the same recursion in NumPy."""
+    decay = 0.75
+    model = dcgan.build_model(1, g_steps=1, g_ema_decay=decay)
+    trained = tf1.trainable_variables("generator/")
+    copies = {v.op.name: v for v in tf1.global_variables("g_ema/")}
+    averages = [copies[f"g_ema/{v.op.name}"] for v in trained]
+    assert not tf1.trainable_variables("g_ema/")  # the copy is not trained
+    rng = np.random.default_rng(8)
+    with session(graph) as sess:
+        sess.run(tf1.global_variables_initializer())
+        sess.run(model.start_average)
+        expected = sess.run(trained)
+        np.testing.assert_array_equal(sess.run(averages)[0], expected[0])
+        for _ in range(3):
+            sess.run(model.train_step, {
+                model.real_images: rng.integers(0, 256, (BATCH, 32, 32, 1), dtype=np.uint8),
+                model.z: rng.uniform(-1, 1, (BATCH, dcgan.Z_DIM)).astype(np.float32)})
+            weights = sess.run(trained)
+            expected = [np.float32(decay) * a + np.float32(1 - decay) * w
+                        for a, w in zip(expected, weights)]
+        got = sess.run(averages)
+        dcgan.prepare_sampler(sess, model.averaged)
+        averaged_images = dcgan.run_sampler(sess, model.averaged, np.zeros((2, 100), np.float32))
+        raw_images = dcgan.run_sampler(sess, model.sampler, np.zeros((2, 100), np.float32))
+    for want, have, variable in zip(expected, got, trained):
+        np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-7, err_msg=variable.op.name)
+        assert not np.array_equal(have, weights[trained.index(variable)])  # it lags behind
+    assert not np.allclose(averaged_images, raw_images)
+
+
+def test_without_g_ema_the_graph_has_no_average(graph):
+    model = dcgan.build_model(1, g_steps=2)
+    assert model.averaged is None and model.start_average is None
+    assert not [op.name for op in graph.get_operations()
+                if op.name.startswith(("g_ema", "update_average", "start_average"))]
+    with pytest.raises(ValueError, match="g_ema_decay"):
+        dcgan.build_model(1, g_ema_decay=1.0)

@@ -1,6 +1,7 @@
 """train.py and generate.py end to end on tiny SVHN-format data: what a run leaves behind,
 resuming (after a clean stop, SIGTERM and SIGKILL), NaN handling and every error path."""
 import csv
+import json
 import os
 import re
 import signal
@@ -14,6 +15,8 @@ import PIL.Image
 import pytest
 import tensorflow as tf
 
+import data
+import dcgan
 import generate
 import runs
 import train
@@ -241,3 +244,51 @@ def test_files_written_atomically_get_the_usual_permissions(tmp_path, umask):
     runs.write_json(str(path), {"a": 1})
     assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
     assert [p.name for p in tmp_path.iterdir()] == ["file.json"]  # no temporary file left
+
+
+def test_the_average_resumes_bit_for_bit_and_is_what_grids_and_generate_use(data_dir, tmp_path,
+                                                                           capsys):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    ema = ["--g-ema", "0.9", "--deterministic"]
+    assert train.main(args(data_dir, whole, "--epochs", "2", *ema)) == 0
+    assert "epoch 2 quality" not in capsys.readouterr().out
+    assert train.main(args(data_dir, split, "--epochs", "1", *ema)) == 0
+    assert train.main(args(data_dir, split, "--epochs", "2", *ema)) == 0
+    expected, got = checkpoint_values(str(whole)), checkpoint_values(str(split))
+    assert "g_ema/generator/dense1/kernel" in expected and expected.keys() == got.keys()
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    assert not np.array_equal(expected["g_ema/generator/deconv2/kernel"],
+                              expected["generator/deconv2/kernel"])
+    assert json.loads((whole / "config.json").read_text())["g_ema"] == 0.9
+    assert train.main(args(data_dir, whole, "--epochs", "3")) == 1  # no switching it off
+    assert "g_ema 0.9 -> 0.0" in capsys.readouterr().err
+    capsys.readouterr()
+    for flags, which in (([], "averaged generator (decay 0.9)"), (["--raw"], "trained generator")):
+        out = tmp_path / f"{which[:3]}.npz"
+        assert generate.main(["--run", str(whole), "--num", "6", "--out", str(out), *flags]) == 0
+        assert which in capsys.readouterr().out
+    averaged, trained = np.load(tmp_path / "ave.npz")["images"], np.load(tmp_path / "tra.npz")["images"]
+    assert not np.array_equal(averaged, trained)
+
+
+def test_interpolation_walks_end_at_the_samples_of_their_z(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train.main(args(data_dir, run, "--epochs", "1")) == 0
+    walks = tmp_path / "walks.npz"
+    assert generate.main(["--run", str(run), "--interpolate", "3", "--walk-steps", "5",
+                          "--out", str(walks), "--seed", "2"]) == 0
+    assert "3 walks of 5 images" in capsys.readouterr().out
+    images = np.load(walks)["images"].reshape(3, 5, 32, 32, 3)
+    z = generate.walk_z(np.random.default_rng(2), 3, 5, 2, 100).reshape(3, 5, 100)
+    ends = np.concatenate([z[:, 0], z[:, -1]])
+    alone = data.to_uint8(runs.sample_images(runs.RunDir(str(run)), 0, 2, z=ends).images)
+    np.testing.assert_array_equal(images[:, 0], alone[:3])
+    np.testing.assert_array_equal(images[:, -1], alone[3:])
+    np.testing.assert_allclose(z[:, 2], (z[:, 0] + z[:, -1]) / 2, atol=1e-6)  # a straight line
+    through = generate.walk_z(np.random.default_rng(0), 1, 5, 3, 4)  # through 3 points
+    points = dcgan.draw_z(np.random.default_rng(0), 3, 4)
+    np.testing.assert_allclose(through[[0, 2, 4]], points, atol=1e-6)
+    grid = tmp_path / "walks.png"
+    assert generate.main(["--run", str(run), "--interpolate", "3", "--out", str(grid)]) == 0
+    assert matplotlib.image.imread(str(grid)).shape[1] == 10 * 64 + 9 * 2  # 10 steps a row
