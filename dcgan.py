@@ -208,8 +208,18 @@ def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32
                          f"channels, got {x.shape}")
     if not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+    _, logits = _discriminator_layers(x, reuse, alpha, training, precision, update_moving_stats,
+                                      implementation)
+    return tf.sigmoid(logits), logits
+
+
+def _discriminator_layers(x, reuse, alpha, training, precision, update_moving_stats,
+                          implementation):
+    """The discriminator's layers: ([the three convolutional layers' outputs, after leaky ReLU,
+    in the compute dtype], float32 logits [batch, 1])."""
     dtype = _compute_dtype(precision)
     implementation = implementation or convolutions.implementation_for(devices.device_type())
+    activations = []
     with tf1.variable_scope(DISCRIMINATOR_SCOPE, reuse=reuse):
         h = tf.cast(x, dtype)
         for index, filters in enumerate(D_FILTERS, start=1):
@@ -218,9 +228,37 @@ def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32
             if batch_norm:
                 h = _batch_norm(h, training, f"bn{index}", update_moving_stats)
             h = tf.nn.leaky_relu(h, alpha)
+            activations.append(h)
         flat = tf.reshape(h, [-1, h.shape[1] * h.shape[2] * h.shape[3]])
         logits = tf.cast(_dense(flat, 1, "logits"), tf.float32)
-    return tf.sigmoid(logits), logits
+    return activations, logits
+
+
+FEATURE_GRID = 4  # each layer's activations max-pooled to 4x4 (the paper, section 5)
+
+
+def discriminator_features(x, alpha=ALPHA, precision="float32", implementation=None):
+    """The paper's section-5 features: the discriminator in inference mode (moving statistics),
+    every convolutional layer's activations max-pooled to a 4x4 grid, flattened, concatenated.
+
+    Args:
+      x: float tensor [batch, 32, 32, channels] in [-1, 1].
+      alpha, precision, implementation: as in `discriminator`.
+
+    Returns:
+      (features, activations): float32 [batch, 16 * (64 + 128 + 256)] = [batch, 7168], and the
+      layers' activations they were pooled from.
+    """
+    activations, _ = _discriminator_layers(x, tf1.AUTO_REUSE, alpha, False, precision, False,
+                                           implementation)
+    pooled = []
+    for h in activations:
+        h = tf.cast(h, tf.float32)
+        window = h.shape[1] // FEATURE_GRID
+        if window > 1:
+            h = tf.nn.max_pool2d(h, window, window, "VALID")
+        pooled.append(tf.reshape(h, [-1, FEATURE_GRID * FEATURE_GRID * h.shape[-1]]))
+    return tf.concat(pooled, axis=1), activations
 
 
 def sampler(z, output_dim, precision="float32", implementation=None):

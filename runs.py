@@ -423,6 +423,14 @@ class RunDir:
                     print(f"warning: cannot delete the old checkpoint file {file_name} "
                           f"({cause(error)})", flush=True)
 
+    def write_features(self, results):
+        """features.py's results, replaced whole (one result per run: the newest)."""
+        try:
+            write_json(self.features_path, results)
+        except OSError as error:
+            raise RunError(f"cannot write {self.features_path} ({cause(error)}); the table above "
+                           f"was not saved") from None
+
     # --- evaluation.json ----------------------------------------------------------------------
     def add_evaluation(self, key, result):
         """Adds `result` under `key` to evaluation.json, keeping every earlier result.
