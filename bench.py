@@ -81,7 +81,8 @@ class StepTimer:
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf1.set_random_seed(0)
-            self.model = dcgan.build_model(channels, g_steps=g_steps, precision=precision)
+            self.model = dcgan.build_model(channels, g_steps=g_steps, precision=precision,
+                                           g_ema_decay=args.g_ema)
             init = tf1.global_variables_initializer()
         self.graph.finalize()
         rng = np.random.default_rng(0)
@@ -181,6 +182,8 @@ def main(argv=None):
                              "and says which is faster here (default: float32, and bfloat16 too "
                              "where the hardware has it)")
     parser.add_argument("--batch-size", type=int, default=dcgan.BATCH_SIZE, help="images per step")
+    parser.add_argument("--g-ema", type=float, default=0.0, metavar="DECAY",
+                        help="as in train.py: also update the averaged generator in the step")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--steps", type=int, default=30, help="timed steps")
     parser.add_argument("--intra-op-threads", type=int, default=0, help="as in train.py")
@@ -189,8 +192,9 @@ def main(argv=None):
                         help="also measure the float32 matmul peak (4096^3) and report the share")
     parser.add_argument("--json", default="bench_results.json", help="where to write the results")
     args = parser.parse_args(argv)
-    if args.batch_size <= 0 or args.steps <= 0 or args.warmup < 0:
-        parser.error("--batch-size and --steps must be positive, --warmup >= 0")
+    if args.batch_size <= 0 or args.steps <= 0 or args.warmup < 0 or not 0 <= args.g_ema < 1:
+        parser.error("--batch-size and --steps must be positive, --warmup >= 0, --g-ema in "
+                     "[0, 1)")
     devices.warn_if_gpu_unseen()
     bfloat16 = devices.bfloat16_support()
     warning = devices.bfloat16_warning(bfloat16)

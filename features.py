@@ -1,4 +1,4 @@
-"""The discriminator as a feature extractor, with few labels: `python features.py --run RUNS/svhn`.
+"""The discriminator as a feature extractor, with few labels: `python features.py --run runs/svhn`.
 
 The DCGAN paper's section 5: every convolutional layer of the trained discriminator (inference
 mode), max-pooled to 4x4, flattened and concatenated (16 x (64 + 128 + 256) = 7,168 features),

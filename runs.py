@@ -113,17 +113,18 @@ class RunLock:
     """
 
     def __init__(self, run_path):
+        self.run_path = run_path
         self.path = os.path.join(run_path, ".lock")
         self.fd = None
 
-    def acquire(self, run_path):
+    def acquire(self):
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, data.DEFAULT_FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "a process"
             os.close(fd)
-            raise RunError(f"{run_path} is in use: {holder} is training in it. Wait for it to "
+            raise RunError(f"{self.run_path} is in use: {holder} is training in it. Wait for it to "
                            f"end or stop it, or use another --out.") from None
         try:
             os.ftruncate(fd, 0)
@@ -178,7 +179,7 @@ class RunDir:
           RunError: another live process trains in it, or it is not writable.
         """
         if fresh and os.path.exists(self.path):
-            with RunLock(self.path).acquire(self.path):
+            with RunLock(self.path).acquire():
                 aside = f"{self.path}.old-{time.strftime('%Y%m%d-%H%M%S')}"
                 os.rename(self.path, aside)
             print(f"--fresh: moved the previous run to {aside}")
@@ -186,7 +187,7 @@ class RunDir:
             os.makedirs(self.samples_dir, exist_ok=True)
             os.makedirs(self.checkpoint_dir, exist_ok=True)
             tempfile.NamedTemporaryFile(dir=self.path, prefix=".write-test-").close()
-            lock = RunLock(self.path).acquire(self.path)
+            lock = RunLock(self.path).acquire()
         except OSError as error:
             raise RunError(f"run directory {self.path} is not writable "
                            f"({cause(error)})") from None
