@@ -296,7 +296,7 @@ def build_sampler(output_dim, z_dim=Z_DIM, precision="float32", implementation=N
 # before each use ("standing statistics", as in BigGAN), since the moving statistics were
 # gathered with the raw weights.
 AVERAGE_SCOPE = "g_ema"
-STANDING_STATS_BATCH = 1024  # z per recomputation of the averaged generator's statistics
+STANDING_STATS_BATCH = 256  # z per recomputation of the averaged generator's statistics
 
 
 def _averaged_generator(z, output_dim, training, precision, implementation, stats_momentum=0.0):

@@ -3,6 +3,7 @@ quality plot. All matplotlib (and Pillow) lives here, on the Agg backend (files 
 servers and CI), imported on first use because it is slow to import. Every file is written
 atomically (data.atomic_write)."""
 import io
+import os
 
 import numpy as np
 
@@ -62,18 +63,27 @@ def save_grid_png(path, images, columns, title=None):
     return save_figure(figure, path, dpi=DPI)
 
 
-def save_progress_gif(path, frame_paths, frame_seconds=0.5):
+def save_progress_gif(path, frame_paths, frame_seconds=0.5, cache=None):
     """Plays the PNGs of frame_paths in order as one looping animated GIF, written atomically.
-    A frame of another size (a grid drawn by an older version) is scaled to the last one's."""
+    A frame of another size (a grid drawn by an older version) is scaled to the last one's.
+    `cache` (a dict kept between calls) holds the frames already converted to the GIF's
+    256-colour palette, so each call converts only the new ones: the conversion is most of the
+    cost, and it would otherwise grow with every epoch."""
     from PIL import Image  # imported here: only the end of an epoch needs it
 
+    cache = {} if cache is None else cache
+    with Image.open(frame_paths[-1]) as last:
+        size = last.size
     frames = []
     for frame_path in frame_paths:
-        with Image.open(frame_path) as image:
-            frames.append(image.convert("RGB"))
-    size = frames[-1].size
-    frames = [frame if frame.size == size else frame.resize(size, Image.NEAREST)
-              for frame in frames]
+        key = (frame_path, os.path.getmtime(frame_path), size)
+        if key not in cache:
+            with Image.open(frame_path) as image:
+                frame = image.convert("RGB")
+            if frame.size != size:
+                frame = frame.resize(size, Image.NEAREST)
+            cache[key] = frame.quantize(256)
+        frames.append(cache[key])
     buffer = io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:],
                    duration=int(frame_seconds * 1000), loop=0)

@@ -257,6 +257,7 @@ class Trainer:
         self.sampler = self.model.averaged if self.model.averaged and not args.raw \
             else self.model.sampler
         self.sampler_name = "averaged G" if self.sampler is self.model.averaged else None
+        self.gif_frames = {}  # the progress GIF's frames, converted once
         self.traced = False
         self.window_start, self.window_steps = time.perf_counter(), 0
 
@@ -364,7 +365,7 @@ class Trainer:
         self.save_checkpoint()
         optional_work("the sample grid", self.save_samples, epoch_number)
         optional_work("the progress GIF", pictures.save_progress_gif, self.run.progress_gif_path,
-                      self.run.sample_grid_paths(epoch_number))
+                      self.run.sample_grid_paths(epoch_number), 0.5, self.gif_frames)
         if self.evaluation and epoch_number % self.args.eval_every == 0:
             optional_work("the evaluation", self.evaluate, epoch_number)
         if self.log.rows:
