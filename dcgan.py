@@ -126,6 +126,11 @@ def _check_positive_int(value, name):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _implementation(implementation):
+    """`implementation`, or if None the one for the device TensorFlow sees."""
+    return implementation or convolutions.implementation_for(devices.device_type())
+
+
 def _compute_dtype(precision):
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -162,7 +167,7 @@ def generator(z, output_dim, reuse=False, training=True, precision="float32",
     if z.shape.rank != 2 or z.shape[-1] is None:
         raise ValueError(f"z must have shape [batch, z_dim] with a known z_dim, got {z.shape}")
     dtype = _compute_dtype(precision)
-    implementation = implementation or convolutions.implementation_for(devices.device_type())
+    implementation = _implementation(implementation)
     with tf1.variable_scope(GENERATOR_SCOPE, reuse=reuse):
         x = _dense(tf.cast(z, dtype), G_BASE_SHAPE[0] * G_BASE_SHAPE[1] * G_BASE_SHAPE[2],
                    "dense1", use_bias=False)
@@ -218,7 +223,7 @@ def _discriminator_layers(x, reuse, alpha, training, precision, update_moving_st
     """The discriminator's layers: ([the three convolutional layers' outputs, after leaky ReLU,
     in the compute dtype], float32 logits [batch, 1])."""
     dtype = _compute_dtype(precision)
-    implementation = implementation or convolutions.implementation_for(devices.device_type())
+    implementation = _implementation(implementation)
     activations = []
     with tf1.variable_scope(DISCRIMINATOR_SCOPE, reuse=reuse):
         h = tf.cast(x, dtype)
@@ -313,11 +318,10 @@ def _averaged_generator(z, output_dim, training, precision, implementation, stat
 def _averaged_sampler(z, output_dim, precision, implementation):
     """The averaged generator in inference mode, and the op that sets its statistics from a
     batch of `stats_z` (momentum 0: the statistics of that batch)."""
-    updates_before = set(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
     stats_z = tf1.placeholder(tf.float32, [None, z.shape[-1]], name="stats_z")
-    _averaged_generator(stats_z, output_dim, True, precision, implementation)
-    refresh = tf.group(*[op for op in tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
-                         if op not in updates_before], name="refresh_averaged_stats")
+    _, updates = _with_update_ops(lambda: _averaged_generator(stats_z, output_dim, True,
+                                                              precision, implementation))
+    refresh = tf.group(*updates, name="refresh_averaged_stats")
     samples = _averaged_generator(z, output_dim, False, precision, implementation)
     return Sampler(z, samples, z.shape[-1], refresh, stats_z,
                    [v for v in tf1.global_variables(AVERAGE_SCOPE + "/") if not _is_standing(v)])
@@ -460,6 +464,14 @@ def _trainable_variables(scope):
     return tf1.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, scope=scope + "/")
 
 
+def _with_update_ops(build):
+    """Calls build(); returns (its result, the UPDATE_OPS it added). A reused pass's ops live in
+    the name scope `scope`_1, ..., where a scope filter would miss them."""
+    before = set(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
+    result = build()
+    return result, [op for op in tf1.get_collection(tf1.GraphKeys.UPDATE_OPS) if op not in before]
+
+
 def _moving_stat_updates(scope):
     """The batch-norm moving-average updates of the first pass built under `scope` (a reused
     pass gets the name scope `scope`_1, ...)."""
@@ -504,8 +516,8 @@ def model_optimizers(d_loss, g_loss, learning_rate=LEARNING_RATE, beta1=BETA1):
 
 # --- The training step as one op -------------------------------------------------------------
 Model = collections.namedtuple(
-    "Model", "real_images z train_step d_loss g_loss d_real d_fake samples global_step "
-             "output_dim z_dim precision implementation sampler averaged start_average")
+    "Model", "real_images z train_step d_loss g_loss d_real d_fake global_step output_dim "
+             "z_dim precision implementation sampler averaged start_average")
 
 
 def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARNING_RATE,
@@ -537,8 +549,8 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
       A Model: `real_images` (uint8 placeholder [batch, 32, 32, output_dim], scaled to [-1, 1] in
       the graph) and `z` (float32 placeholder [batch, z_dim]) to feed; `train_step` to run;
       `d_loss` (before the D update), `g_loss` (of the first G update, against the updated D),
-      mean D(x) `d_real` and mean D(G(z)) `d_fake` to log; `samples`, the sampler's images for
-      `z`, and the same as a Sampler, `sampler`; the int64 `global_step` (batches trained); the
+      mean D(x) `d_real` and mean D(G(z)) `d_fake` to log; `sampler`, the inference-mode
+      generator on `z` (a Sampler); the int64 `global_step` (batches trained); the
       settings it was built with; with g_ema_decay, `averaged` (the averaged generator's
       Sampler) and `start_average` (copies the weights into the average: run it once after
       initialising), else None for both.
@@ -552,7 +564,7 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
     _check_smooth(smooth)
     if not 0.0 <= g_ema_decay < 1.0:
         raise ValueError(f"g_ema_decay must be in [0, 1), got {g_ema_decay!r}")
-    implementation = implementation or convolutions.implementation_for(devices.device_type())
+    implementation = _implementation(implementation)
     networks = dict(precision=precision, implementation=implementation)
     d_optimizer = _adam(learning_rate, beta1, "d_adam")
     g_optimizer = _adam(learning_rate, beta1, "g_adam")
@@ -575,16 +587,12 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
             DISCRIMINATOR_SCOPE))
 
     # (2) Update G, g_steps times: maximize log D(G(z)) against the updated D.
-    g_losses = []
+    g_losses, averaged = [], None
     for index in range(g_steps):
         with tf.control_dependencies([last_update]):
             if index > 0:  # G changed in the previous update: its forward pass is new
-                # (Its ops live in the name scope generator_<n>, so a scope filter would miss
-                # them: take what this pass adds to the collection.)
-                updates_before = set(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
-                fake = generator(z, output_dim, reuse=True, training=True, **networks)
-                g_stat_updates = [op for op in tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
-                                  if op not in updates_before]
+                fake, g_stat_updates = _with_update_ops(lambda: generator(
+                    z, output_dim, reuse=True, training=True, **networks))
             _, fake_logits_after = discriminator(fake, reuse=True, alpha=alpha,
                                                  update_moving_stats=False, **networks)
             g_losses.append(generator_loss(fake_logits_after))
@@ -598,15 +606,10 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
         train_step = tf1.assign_add(global_step, 1, name="train_step")
 
     samples = sampler(z, output_dim, **networks)
-    start_average = None
-    if g_ema_decay:
-        start_average = tf.group(*[average.assign(variable)
-                                   for average, variable in _average_pairs()],
-                                 name="start_average")
-    else:
-        averaged = None
+    start_average = tf.group(*[average.assign(variable) for average, variable in _average_pairs()],
+                             name="start_average") if averaged else None
     return Model(real_images, z, train_step, d_loss, g_losses[0], tf.reduce_mean(real_prob),
-                 tf.reduce_mean(fake_prob), samples, global_step, output_dim, z_dim, precision,
+                 tf.reduce_mean(fake_prob), global_step, output_dim, z_dim, precision,
                  implementation, Sampler(z, samples, z_dim, None, None, g_vars), averaged,
                  start_average)
 

@@ -172,11 +172,11 @@ def test_sampler_uses_moving_statistics(graph):
         initial = sess.run(moving)
         sess.run(model.train_step, {model.real_images: images, model.z: z})
         moved = sess.run(moving)
-        alone = sess.run(model.samples, {model.z: z[:1]})
+        alone = sess.run(model.sampler.samples, {model.z: z[:1]})
         other_rows = z.copy()
         other_rows[1:] = rng.uniform(-1, 1, (BATCH - 1, dcgan.Z_DIM))
-        in_batch = sess.run(model.samples, {model.z: other_rows})
-        in_first_batch = sess.run(model.samples, {model.z: z})
+        in_batch = sess.run(model.sampler.samples, {model.z: other_rows})
+        in_first_batch = sess.run(model.sampler.samples, {model.z: z})
     for before, after in zip(initial, moved):
         assert not np.allclose(before, after)
     # mean moves 10% of the way from 0 towards the batch mean: finite, small, nonzero.
