@@ -48,10 +48,6 @@ MIN_IMAGES = 4
 MIN_IMAGES_WHY = "two halves of real images of at least 2 each, the least that has a covariance"
 
 
-class EvaluationError(Exception):
-    pass
-
-
 # --- Metrics (plain NumPy / SciPy, tested on known inputs) -----------------------------------
 def classifier_score(probabilities):
     """exp(mean over x of KL(p(y|x) || p(y))), p(y) the mean of p(y|x): in [1, classes]."""

@@ -258,14 +258,15 @@ class RunDir:
     def write_config(self, settings):
         self._write(self.config_path, write_json, settings)
 
-    def _write(self, path, write, *args):
-        """write(path, *args), a failure becoming one RunError line naming the path."""
+    def _write(self, path, write, *args, unsaved=None):
+        """write(path, *args), a failure becoming one RunError line naming the path; `unsaved`
+        says what is lost (default: nothing saved before)."""
         try:
             write(path, *args)
         except OSError as error:
-            raise RunError(f"cannot write {path} ({cause(error)}); nothing saved before is "
-                           f"lost. Free the space or fix the permission, then run the same "
-                           f"command again") from None
+            raise RunError(f"cannot write {path} ({cause(error)}); " + (unsaved or (
+                "nothing saved before is lost. Free the space or fix the permission, then run "
+                "the same command again"))) from None
 
     # --- metrics.csv --------------------------------------------------------------------------
     def read_metrics(self):
@@ -356,16 +357,21 @@ class RunDir:
         raise RunError(f"no checkpoint in {self.checkpoint_dir} can be restored ({details}). "
                        f"Put back good copies, or move them away to start over (or --fresh)")
 
+    def _checkpoint_files(self, prefix):
+        """The file names of one checkpoint in checkpoints/, its index first."""
+        base = os.path.basename(prefix) + "."
+        return sorted((name for name in os.listdir(self.checkpoint_dir) if name.startswith(base)),
+                      key=lambda name: not name.endswith(".index"))
+
     def _report_damaged(self, damaged, restored, set_aside):
         for prefix, why in damaged:
             note = ""
             if set_aside:
                 folder = os.path.join(self.checkpoint_dir, "damaged")
                 os.makedirs(folder, exist_ok=True)
-                for name in os.listdir(self.checkpoint_dir):
-                    if name.startswith(os.path.basename(prefix) + "."):
-                        os.replace(os.path.join(self.checkpoint_dir, name),
-                                   os.path.join(folder, name))
+                for name in self._checkpoint_files(prefix):
+                    os.replace(os.path.join(self.checkpoint_dir, name),
+                               os.path.join(folder, name))
                 note = f"; moved to {folder}"
             print(f"passed over the damaged checkpoint {prefix} ({why}){note}; using "
                   f"{os.path.basename(restored)}", flush=True)
@@ -413,11 +419,8 @@ class RunDir:
 
     def _remove_old_checkpoints(self):
         for prefix in self.checkpoints()[CHECKPOINTS_KEPT:]:
-            base = os.path.basename(prefix)
             # the index first: a checkpoint half deleted is no longer listed
-            names = sorted((name for name in os.listdir(self.checkpoint_dir)
-                            if name.startswith(base + ".")), key=lambda n: not n.endswith(".index"))
-            for file_name in names:
+            for file_name in self._checkpoint_files(prefix):
                 try:
                     os.remove(os.path.join(self.checkpoint_dir, file_name))
                 except OSError as error:
@@ -426,11 +429,8 @@ class RunDir:
 
     def write_features(self, results):
         """features.py's results, replaced whole (one result per run: the newest)."""
-        try:
-            write_json(self.features_path, results)
-        except OSError as error:
-            raise RunError(f"cannot write {self.features_path} ({cause(error)}); the table above "
-                           f"was not saved") from None
+        self._write(self.features_path, write_json, results,
+                    unsaved="the table above was not saved")
 
     # --- evaluation.json ----------------------------------------------------------------------
     def add_evaluation(self, key, result):
@@ -443,15 +443,14 @@ class RunDir:
         Raises:
           RunError: the file cannot be written (the message names it and the cause).
         """
-        try:
-            with open(self.evaluation_path + ".lock", "a") as lock:
+        def add(path):
+            with open(path + ".lock", "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 history = self._read_evaluations()
                 history[key] = result
-                write_json(self.evaluation_path, history)
-        except OSError as error:
-            raise RunError(f"cannot write {self.evaluation_path} ({cause(error)}); the result "
-                           f"above was not saved") from None
+                write_json(path, history)
+
+        self._write(self.evaluation_path, add, unsaved="the result above was not saved")
 
     def _read_evaluations(self):
         try:
