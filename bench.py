@@ -211,9 +211,9 @@ def main(argv=None):
         print(f"float32 matmul peak (4096^3): {peak:.1f} GFLOP/s", flush=True)
     results = []
     groups = [precisions] if args.precision == "both" else [[p] for p in precisions]
-    for g_steps, channels, group in itertools.product(
-            [args.g_steps] if args.g_steps else [1, 2], [args.channels] if args.channels else [3, 1],
-            groups):
+    g_steps_list = [args.g_steps] if args.g_steps else [1, 2]
+    channels_list = [args.channels] if args.channels else [3, 1]
+    for g_steps, channels, group in itertools.product(g_steps_list, channels_list, groups):
         group_results = measure(channels, g_steps, group, args)
         for result in group_results:
             print_result(result, peak)

@@ -187,7 +187,8 @@ def load_evaluation(args, dataset):
 
 
 RunGraph = collections.namedtuple(
-    "RunGraph", "graph model fixed_z epoch batch_index position save_position saver init")
+    "RunGraph", "graph model fixed_z epoch batch_index position save_position saver checkpointed "
+                "init")
 
 
 def build_graph(args, output_dim):
@@ -199,8 +200,7 @@ def build_graph(args, output_dim):
         model = dcgan.build_model(
             output_dim, z_dim=args.z_dim, g_steps=args.g_steps, learning_rate=args.lr,
             beta1=args.beta1, alpha=args.alpha, smooth=args.smooth, precision=args.precision,
-            implementation=convolutions.implementation_for(devices.device_type()),
-            g_ema_decay=args.g_ema)
+            g_ema_decay=args.g_ema)  # the convolutions: those for the device TensorFlow sees
         initial_fixed_z = dcgan.draw_z(np.random.default_rng([args.seed, 1]),
                                        args.sample_grid ** 2, args.z_dim)
         with tf1.variable_scope("run_state"):
@@ -211,20 +211,19 @@ def build_graph(args, output_dim):
                                            tf1.zeros_initializer(), trainable=False)
         position = tf1.placeholder(tf.int64, [2])
         save_position = tf.group(epoch.assign(position[0]), batch_index.assign(position[1]))
-        saver = tf1.train.Saver(dcgan.checkpointed_variables(), max_to_keep=None)  # RunDir keeps
-        # the newest few
+        checkpointed = dcgan.checkpointed_variables()
+        saver = tf1.train.Saver(checkpointed, max_to_keep=None)  # RunDir keeps the newest few
         init = tf1.global_variables_initializer()
     graph.finalize()  # nothing may add ops in the loop (a classic TF1 slow-down)
     return RunGraph(graph, model, fixed_z, epoch, batch_index, position, save_position, saver,
-                    init)
+                    checkpointed, init)
 
 
 def restore_or_initialise(sess, run_graph, run, batches, seed):
     """Restores the newest checkpoint that restores (and the data position), or initialises
     when the run has none; returns (step, checkpoint restored or None)."""
     sess.run(run_graph.init)  # what a checkpoint does not hold is initialised all the same
-    restored = run.restore(sess, run_graph.saver, dcgan.checkpointed_variables(),
-                           set_aside_damaged=True)
+    restored = run.restore(sess, run_graph.saver, run_graph.checkpointed, set_aside_damaged=True)
     if not restored:
         if run_graph.model.start_average is not None:
             sess.run(run_graph.model.start_average)
@@ -335,7 +334,6 @@ class Trainer:
 
     def evaluate(self, epoch_number):
         """Measures sample quality (--eval-every) into metrics.csv, TensorBoard and quality.png."""
-        dcgan.prepare_sampler(self.sess, self.sampler, self.args.seed)
         generated = dcgan.generate_images(self.sess, self.sampler, self.args.eval_num,
                                           np.random.default_rng([self.args.seed, 4, epoch_number]))
         result = quality.quality(self.evaluation.classifier, data.to_uint8(generated),
@@ -350,7 +348,6 @@ class Trainer:
 
     def save_samples(self, epoch_number):
         """The sample grid of the fixed z, as a file and in TensorBoard."""
-        dcgan.prepare_sampler(self.sess, self.sampler, self.args.seed)
         images = dcgan.run_sampler(self.sess, self.sampler, self.fixed_z)
         which = f", {self.sampler_name}" if self.sampler_name else ""
         png = pictures.save_grid_png(self.run.sample_grid_path(epoch_number), images,
@@ -363,6 +360,9 @@ class Trainer:
         """Training first: the checkpoint, then the optional pictures and evaluation, whose
         failures are reported and cost nothing saved."""
         self.save_checkpoint()
+        # The sampler's weights are those of this epoch's end: set its statistics once for them.
+        optional_work("the averaged generator's statistics", dcgan.prepare_sampler, self.sess,
+                      self.sampler, self.args.seed)
         optional_work("the sample grid", self.save_samples, epoch_number)
         optional_work("the progress GIF", pictures.save_progress_gif, self.run.progress_gif_path,
                       self.run.sample_grid_paths(epoch_number), 0.5, self.gif_frames)
@@ -412,9 +412,10 @@ def train(args):
 def train_in(run, args):
     """Trains in a run directory this process holds the lock of."""
     dataset, batches = load_data(args)
-    warning = devices.bfloat16_warning(devices.bfloat16_support())
-    if args.precision == "bfloat16" and warning:
-        print(warning, file=sys.stderr, flush=True)
+    if args.precision == "bfloat16":
+        warning = devices.bfloat16_warning(devices.bfloat16_support())
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
     evaluation = load_evaluation(args, dataset)
