@@ -16,7 +16,6 @@ out. A JSON file (--json) records settings, results and versions.
   python bench.py --g-steps 1 --channels 3 --precision float32
   python bench.py --peak                            # also the float32 matmul peak of this machine
 """
-import argparse
 import itertools
 import os
 import platform
@@ -24,7 +23,55 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import hyperparameters
+import options
+import quiet_start
+
+def build_parser():
+    parser = options.new_parser("Throughput of the DCGAN training step.")
+    group = parser.add_argument_group("model")
+    add = group.add_argument
+    add("--g-steps", type=int, choices=[1, 2], default=None,
+        help="generator updates per D update (default: both 1 and 2)")
+    add("--channels", type=int, choices=[1, 3], default=None,
+        help="image channels (default: both 3 and 1)")
+    add("--g-ema", type=float, default=0.0, metavar="DECAY",
+        help="as in train.py: also update the averaged generator in the step")
+    group = parser.add_argument_group("training")
+    group.add_argument("--batch-size", type=int, default=hyperparameters.BATCH_SIZE,
+                       help="images per step")
+    group = parser.add_argument_group("the measurement")
+    add = group.add_argument
+    add("--warmup", type=int, default=5, help="untimed steps first")
+    add("--steps", type=int, default=30, help="timed steps")
+    add("--peak", action="store_true",
+        help="also measure the float32 matmul peak (4096^3) and report the share")
+    add("--json", default=os.path.join("runs", "bench_results.json"),
+        help="where to write the results")
+    group = parser.add_argument_group("performance")
+    add = group.add_argument
+    add("--precision", choices=(*hyperparameters.PRECISIONS, "both"), default=None,
+        help="compute precision; 'both' times float32 and bfloat16 in alternation and says "
+             "which is faster here (default: float32, and bfloat16 too where the hardware has "
+             "it)")
+    add("--intra-op-threads", type=int, default=0, help="as in train.py")
+    add("--inter-op-threads", type=int, default=0, help="as in train.py")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.batch_size <= 0 or args.steps <= 0 or args.warmup < 0 or not 0 <= args.g_ema < 1:
+        parser.error("--batch-size and --steps must be positive, --warmup >= 0, --g-ema in "
+                     "[0, 1)")
+    return args
+
+
+if __name__ == "__main__":
+    # The flags first: TensorFlow takes seconds to import, --help and a mistyped flag do not wait.
+    ARGS = parse_args()
+    quiet_start.import_tensorflow()
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -52,17 +99,17 @@ def flop_count(channels, g_steps, batch_size=1):
     weight gradients, G input gradients down to (not into) the dense layer; plus a G forward,
     except for the first G update, which reuses the D update's.
     """
-    taps = dcgan.KERNEL_SIZE ** 2
-    side, _, base_channels = dcgan.G_BASE_SHAPE
-    g_layers = [dcgan.Z_DIM * side * side * base_channels]
-    g_channels = (base_channels, *dcgan.G_FILTERS, channels)
+    taps = hyperparameters.KERNEL_SIZE ** 2
+    side, _, base_channels = hyperparameters.G_BASE_SHAPE
+    g_layers = [hyperparameters.Z_DIM * side * side * base_channels]
+    g_channels = (base_channels, *hyperparameters.G_FILTERS, channels)
     for c_in, c_out in zip(g_channels, g_channels[1:]):
         g_layers.append(side * side * taps * c_in * c_out)
-        side *= dcgan.STRIDE
+        side *= hyperparameters.STRIDE
     d_layers, side = [], data.IMAGE_SIZE
-    d_channels = (channels, *dcgan.D_FILTERS)
+    d_channels = (channels, *hyperparameters.D_FILTERS)
     for c_in, c_out in zip(d_channels, d_channels[1:]):
-        side //= dcgan.STRIDE
+        side //= hyperparameters.STRIDE
         d_layers.append(side * side * taps * c_in * c_out)
     d_layers.append(side * side * d_channels[-1])  # the dense logit
     g_fwd, d_fwd = sum(g_layers), sum(d_layers)
@@ -170,38 +217,15 @@ def compare_precisions(float32, bfloat16):
             f"steps alternated in {ALTERNATION_BLOCKS} blocks each)")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Throughput of the DCGAN training step.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--g-steps", type=int, choices=[1, 2], default=None,
-                        help="generator updates per D update (default: both 1 and 2)")
-    parser.add_argument("--channels", type=int, choices=[1, 3], default=None,
-                        help="image channels (default: both 3 and 1)")
-    parser.add_argument("--precision", choices=(*dcgan.PRECISIONS, "both"), default=None,
-                        help="compute precision; 'both' times float32 and bfloat16 in alternation "
-                             "and says which is faster here (default: float32, and bfloat16 too "
-                             "where the hardware has it)")
-    parser.add_argument("--batch-size", type=int, default=dcgan.BATCH_SIZE, help="images per step")
-    parser.add_argument("--g-ema", type=float, default=0.0, metavar="DECAY",
-                        help="as in train.py: also update the averaged generator in the step")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
-    parser.add_argument("--steps", type=int, default=30, help="timed steps")
-    parser.add_argument("--intra-op-threads", type=int, default=0, help="as in train.py")
-    parser.add_argument("--inter-op-threads", type=int, default=0, help="as in train.py")
-    parser.add_argument("--peak", action="store_true",
-                        help="also measure the float32 matmul peak (4096^3) and report the share")
-    parser.add_argument("--json", default="bench_results.json", help="where to write the results")
-    args = parser.parse_args(argv)
-    if args.batch_size <= 0 or args.steps <= 0 or args.warmup < 0 or not 0 <= args.g_ema < 1:
-        parser.error("--batch-size and --steps must be positive, --warmup >= 0, --g-ema in "
-                     "[0, 1)")
+def main(argv=None, args=None):
+    args = args or parse_args(argv)
     devices.warn_if_gpu_unseen()
     bfloat16 = devices.bfloat16_support()
     warning = devices.bfloat16_warning(bfloat16)
     if args.precision in ("bfloat16", "both") and warning:
         print(warning, file=sys.stderr, flush=True)
     precisions = {None: ["float32"] + (["bfloat16"] if bfloat16.hardware else []),
-                  "both": list(dcgan.PRECISIONS)}.get(args.precision, [args.precision])
+                  "both": list(hyperparameters.PRECISIONS)}.get(args.precision, [args.precision])
     print(f"tensorflow {tf.__version__}, numpy {np.__version__}, python {platform.python_version()}"
           f", {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
           f"bfloat16: {bfloat16.reason}; threads intra={args.intra_op_threads} "
@@ -226,9 +250,10 @@ def main(argv=None):
               "machine": {"cores": os.cpu_count(), "processor": platform.processor(),
                           "bfloat16": bfloat16.reason},
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     runs.write_json(args.json, report)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(args=ARGS))

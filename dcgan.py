@@ -7,7 +7,7 @@ therefore read `generator/deconv2/kernel`, `discriminator/bn3/moving_mean`, and 
 convolutions are computed is `convolutions.py`'s business; the variables are the same either way.
 
 Every hyperparameter of the paper (Radford et al. 2015) and of the blog post this project follows
-is a named default right below; nothing else in the project repeats a number of the paper.
+is a named value in hyperparameters.py; nothing else in the project repeats a number of the paper.
 No file I/O and no flags live here.
 """
 import collections
@@ -19,30 +19,15 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 import convolutions
 import data
 import devices
+from hyperparameters import (
+    Z_DIM, LEARNING_RATE, BETA1, ALPHA, SMOOTH, INIT_STDDEV, KERNEL_SIZE, STRIDE,
+    BN_EPSILON, BN_MOMENTUM, G_STEPS, G_BASE_SHAPE, G_FILTERS, D_FILTERS, PRECISIONS)
 
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()
 
-# --- The paper's and the blog post's hyperparameters, in one place. ---------------------------
-Z_DIM = 100              # z ~ U(-1, 1)^100 (images are data.IMAGE_SIZE square)
-BATCH_SIZE = 128
-LEARNING_RATE = 0.0002   # Adam, both networks
-BETA1 = 0.5              # Adam momentum; 0.9 made training oscillate in the paper
-ALPHA = 0.2              # leaky ReLU slope in the discriminator
-SMOOTH = 0.1             # one-sided label smoothing: real labels are 1 - SMOOTH, fake labels 0
-INIT_STDDEV = 0.02       # all weights ~ N(0, 0.02)
-KERNEL_SIZE = 5          # every convolution is 5x5 ...
-STRIDE = 2               # ... stride 2, 'SAME' padding
-BN_EPSILON = 1e-5        # the fused kernel raises it to 1.001e-5 (cuDNN's floor)
-BN_MOMENTUM = 0.9        # moving statistics: m <- 0.9 m + 0.1 batch
-G_STEPS = 2              # generator updates per discriminator update (the blog post's notebook)
-G_BASE_SHAPE = (4, 4, 512)
-G_FILTERS = (256, 128)   # then output_dim channels
-D_FILTERS = (64, 128, 256)
-
 GENERATOR_SCOPE = "generator"
 DISCRIMINATOR_SCOPE = "discriminator"
-PRECISIONS = ("float32", "bfloat16")
 
 
 # --- Layers ----------------------------------------------------------------------------------

@@ -4,15 +4,46 @@ Scores images generated from a run's checkpoint with a digit classifier trained 
 labeled images (quality.py says what each number means), prints them and adds them, by step, to
 the run's evaluation.json.
 """
-import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import options
+import quality
+import quiet_start
 
+
+def build_parser():
+    parser = options.new_parser(__doc__.split("\n")[0])
+    group = parser.add_argument_group("the run")
+    add = group.add_argument
+    add("--run", required=True, help="run directory of train.py")
+    add("--checkpoint", default=None, help="a checkpoint instead of the newest")
+    add("--raw", action="store_true",
+        help="a run trained with --g-ema: score the trained weights, not their average")
+    group = parser.add_argument_group("the evaluation")
+    add = group.add_argument
+    add("--num", type=int, default=quality.DEFAULT_NUM,
+        help="generated images, and real images compared with them")
+    add("--seed", type=int, default=0, help="seed of the z and the real draw")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.num < quality.MIN_IMAGES:
+        parser.error(f"--num must be at least {quality.MIN_IMAGES}: {quality.MIN_IMAGES_WHY}")
+    return args
+
+
+if __name__ == "__main__":
+    # The flags first: TensorFlow takes seconds to import, --help and a mistyped flag do not wait.
+    ARGS = parse_args()
+    quiet_start.import_tensorflow()
+
+import classifiers  # noqa: E402
 import data  # noqa: E402
 import devices  # noqa: E402
-import quality  # noqa: E402
 import runs  # noqa: E402
 
 
@@ -24,7 +55,7 @@ def evaluate_run(run, num, seed, checkpoint=None, raw=False):
     verify = not config.get("skip_checksum", False)
     dataset = data.load_dataset(name, data_dir, config.get("splits"), verify, download=False)
     generated, checkpoint, generator = runs.sample_images(run, num, seed, checkpoint, raw)
-    classifier, info = quality.load_classifier(name, data_dir, verify=verify)
+    classifier, info = classifiers.load_classifier(name, data_dir, verify=verify)
     try:
         result = quality.quality(classifier, data.to_uint8(generated),
                                  quality.real_images(dataset, num, seed), seed)
@@ -35,20 +66,8 @@ def evaluate_run(run, num, seed, checkpoint=None, raw=False):
     return result, checkpoint
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--run", required=True, help="run directory of train.py")
-    parser.add_argument("--num", type=int, default=quality.DEFAULT_NUM,
-                        help="generated images, and real images compared with them")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the z and the real draw")
-    parser.add_argument("--checkpoint", default=None, help="a checkpoint instead of the newest")
-    parser.add_argument("--raw", action="store_true",
-                        help="a run trained with --g-ema: score the trained weights, not their "
-                             "average")
-    args = parser.parse_args(argv)
-    if args.num < quality.MIN_IMAGES:
-        parser.error(f"--num must be at least {quality.MIN_IMAGES}: {quality.MIN_IMAGES_WHY}")
+def main(argv=None, args=None):
+    args = args or parse_args(argv)
     run = runs.RunDir(args.run)
     devices.warn_if_gpu_unseen()
     try:
@@ -73,4 +92,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(args=ARGS))

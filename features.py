@@ -10,25 +10,55 @@ in the same table: the claim that the GAN learned features holds only where it b
   svhn          1,000 labels (100 per class) from `train`, 10,000 validation images from the rest
                 of `train`, error on `test` (the paper: 22.48% with 1,000 labels)
   mnist         100 labels from `train`, 10,000 validation images from the rest, error on `test`
-  mnist-sample  the 1,000 held-out digits of the classifier split (quality.py) as test; 100
+  mnist-sample  the 1,000 held-out digits of the classifier split (classifiers.py) as test; 100
                 labels and the validation images (the rest) from the other 4,000
 
 Mean and spread over --draws seeded draws of the labels; saved as <run>/features.json.
 """
-import argparse
 import os
 import sys
 import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import options
+import quality
+import quiet_start
+
+def build_parser():
+    parser = options.new_parser(__doc__.split("\n")[0])
+    group = parser.add_argument_group("the run")
+    group.add_argument("--run", required=True, help="run directory of train.py")
+    group.add_argument("--checkpoint", default=None, help="a checkpoint instead of the newest")
+    group = parser.add_argument_group("the linear SVM")
+    group.add_argument("--labels", type=int, default=None,
+                       help="labeled images, the same number per class (default: 1,000 for "
+                            "svhn, 100 for the MNIST variants)")
+    group.add_argument("--draws", type=int, default=5, help="seeded draws of the labels")
+    group.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.labels is not None and args.labels < quality.NUM_CLASSES:
+        parser.error(f"--labels must be at least {quality.NUM_CLASSES} (one per class)")
+    if args.draws < 1:
+        parser.error("--draws must be positive")
+    return args
+
+
+if __name__ == "__main__":
+    # The flags first: TensorFlow takes seconds to import, --help and a mistyped flag do not wait.
+    ARGS = parse_args()
+    quiet_start.import_tensorflow()
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import classifiers  # noqa: E402
 import data  # noqa: E402
 import dcgan  # noqa: E402
 import devices  # noqa: E402
-import quality  # noqa: E402
 import runs  # noqa: E402
 
 tf1 = tf.compat.v1
@@ -46,7 +76,7 @@ def feature_splits(config):
     name, data_dir = config["dataset"], config.get("data_dir", "data")
     verify = not config.get("skip_checksum", False)
     if name == "mnist-sample":
-        pool_x, pool_y, test_x, test_y = quality.classifier_split(name, data_dir, False, verify)
+        pool_x, pool_y, test_x, test_y = classifiers.classifier_split(name, data_dir, False, verify)
         return pool_x, pool_y, test_x, test_y, True  # the GAN trains on all 5,000 digits
     train = data.load_dataset(name, data_dir, ("train",), verify, download=False)
     test = data.load_dataset(name, data_dir, ("test",), verify, download=False)
@@ -122,26 +152,8 @@ def evaluate_features(pool, test, labels, validation_size, draws, seed):
             "validation_images": len(validation), "test_images": len(test[1]), "draws": draws}
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--run", required=True, help="run directory of train.py")
-    parser.add_argument("--checkpoint", default=None, help="a checkpoint instead of the newest")
-    parser.add_argument("--labels", type=int, default=None,
-                        help="labeled images, the same number per class (default: 1,000 for "
-                             "svhn, 100 for the MNIST variants)")
-    parser.add_argument("--draws", type=int, default=5, help="seeded draws of the labels")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the draws")
-    args = parser.parse_args(argv)
-    if args.labels is not None and args.labels < quality.NUM_CLASSES:
-        parser.error(f"--labels must be at least {quality.NUM_CLASSES} (one per class)")
-    if args.draws < 1:
-        parser.error("--draws must be positive")
-    return args
-
-
-def main(argv=None):
-    args = parse_args(argv)
+def main(argv=None, args=None):
+    args = args or parse_args(argv)
     devices.warn_if_gpu_unseen()
     run = runs.RunDir(args.run)
     try:
@@ -197,4 +209,4 @@ def format_table(results):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(args=ARGS))

@@ -1,4 +1,4 @@
-"""Draws new images from a trained run: `python generate.py --run runs/svhn --num 64 --out a.png`.
+"""Draws new images from a trained run: `python generate.py --run runs/svhn` (a grid in runs/svhn/).
 
 Restores the newest checkpoint of the run's generator (its averaged copy, if the run keeps one and
 --raw is not given) and samples it in inference mode (batch norm with its moving statistics; the
@@ -6,12 +6,65 @@ averaged copy's recomputed for its own weights). `--interpolate K` draws K walks
 instead. `--out *.png` writes a grid; `--out *.npz` writes the images
 under the key `images` as uint8 (N, 32, 32, C), the format evaluation tools read.
 """
-import argparse
 import math
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import options
+import quiet_start
+
+MAX_GRID_IMAGES = 64 * 64      # a 64x64 grid is already a 4,000-pixel-wide picture
+MAX_NPZ_IMAGES = 200_000       # 2.4 GB of float32 (3 channels) while generating
+
+
+def build_parser():
+    parser = options.new_parser(__doc__.split("\n")[0])
+    group = parser.add_argument_group("the run")
+    add = group.add_argument
+    add("--run", required=True, help="run directory of train.py")
+    add("--checkpoint", default=None, help="a checkpoint prefix to use instead of the run's newest")
+    add("--raw", action="store_true",
+        help="a run trained with --g-ema: use the trained weights, not their average")
+    group = parser.add_argument_group("what to draw")
+    add = group.add_argument
+    add("--num", type=int, default=64, help="how many images")
+    add("--seed", type=int, default=0, help="seed of the z drawn")
+    add("--interpolate", type=int, default=0, metavar="K",
+        help="instead of --num random images, K rows of walks through z (the paper's section 6.1)")
+    add("--walk-steps", type=int, default=10, help="images per walk (--interpolate)")
+    add("--walk-points", type=int, default=2,
+        help="random z each walk goes through in a straight line each (2: from one to another)")
+    group = parser.add_argument_group("output")
+    group.add_argument(
+        "--out", default=None,
+        help="output file: .png for a grid, .npz for uint8 images under 'images' (default: "
+             "generated.png, or walks.png with --interpolate, in the run directory)")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = os.path.join(args.run, "walks.png" if args.interpolate else "generated.png")
+    if args.interpolate:
+        if args.interpolate < 0 or args.walk_points < 2 or args.walk_steps < args.walk_points:
+            parser.error("--interpolate must be positive, --walk-points at least 2 and "
+                         "--walk-steps at least --walk-points")
+        args.num = args.interpolate * args.walk_steps
+    limit = MAX_GRID_IMAGES if args.out.lower().endswith(".png") else MAX_NPZ_IMAGES
+    if not 0 < args.num <= limit:
+        parser.error(f"--num must be in 1..{limit} for a {os.path.splitext(args.out)[1]} file "
+                     f"(float32 images are held in memory while they are generated)")
+    if os.path.splitext(args.out)[1].lower() not in (".png", ".npz"):
+        parser.error("--out must end in .png or .npz")
+    return args
+
+
+if __name__ == "__main__":
+    # The flags first: TensorFlow takes seconds to import, --help and a mistyped flag do not wait.
+    ARGS = parse_args()
+    quiet_start.import_tensorflow()
 
 import numpy as np  # noqa: E402
 
@@ -20,9 +73,6 @@ import dcgan  # noqa: E402
 import devices  # noqa: E402
 import pictures  # noqa: E402
 import runs  # noqa: E402
-
-MAX_GRID_IMAGES = 64 * 64      # a 64x64 grid is already a 4,000-pixel-wide picture
-MAX_NPZ_IMAGES = 200_000       # 2.4 GB of float32 (3 channels) while generating
 
 
 def walk_z(rng, rows, steps, points, z_dim):
@@ -47,40 +97,8 @@ def write_images(path, images, columns=None):
         pictures.save_grid_png(path, images, columns or math.ceil(math.sqrt(len(images))))
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add = parser.add_argument
-    add("--run", required=True, help="run directory of train.py")
-    add("--num", type=int, default=64, help="how many images")
-    add("--out", default="samples.png",
-        help="output file: .png for a grid, .npz for uint8 images under 'images'")
-    add("--seed", type=int, default=0, help="seed of the z drawn")
-    add("--checkpoint", default=None, help="a checkpoint prefix to use instead of the run's newest")
-    add("--raw", action="store_true",
-        help="a run trained with --g-ema: use the trained weights, not their average")
-    add("--interpolate", type=int, default=0, metavar="K",
-        help="instead of --num random images, K rows of walks through z (the paper's section 6.1)")
-    add("--walk-steps", type=int, default=10, help="images per walk (--interpolate)")
-    add("--walk-points", type=int, default=2,
-        help="random z each walk goes through in a straight line each (2: from one to another)")
-    args = parser.parse_args(argv)
-    if args.interpolate:
-        if args.interpolate < 0 or args.walk_points < 2 or args.walk_steps < args.walk_points:
-            parser.error("--interpolate must be positive, --walk-points at least 2 and "
-                         "--walk-steps at least --walk-points")
-        args.num = args.interpolate * args.walk_steps
-    limit = MAX_GRID_IMAGES if args.out.lower().endswith(".png") else MAX_NPZ_IMAGES
-    if not 0 < args.num <= limit:
-        parser.error(f"--num must be in 1..{limit} for a {os.path.splitext(args.out)[1]} file "
-                     f"(float32 images are held in memory while they are generated)")
-    if os.path.splitext(args.out)[1].lower() not in (".png", ".npz"):
-        parser.error("--out must end in .png or .npz")
-    return args
-
-
-def main(argv=None):
-    args = parse_args(argv)
+def main(argv=None, args=None):
+    args = args or parse_args(argv)
     devices.warn_if_gpu_unseen()
     run = runs.RunDir(args.run)
     try:
@@ -102,4 +120,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(args=ARGS))

@@ -4,10 +4,8 @@ Per batch, one D update then --g-steps G updates on the same z, all in one sessi
 dcgan.build_model). After every epoch the run directory (runs.py) gets a checkpoint, a sample grid
 from a fixed z and a loss plot; running the same command again resumes where the run stopped.
 """
-import argparse
 import collections
 import contextlib
-import json
 import math
 import os
 import signal
@@ -15,22 +13,13 @@ import struct
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of logs
+import data  # NumPy only, like the three below: the flags are parsed before TensorFlow loads
+import hyperparameters
+import options
+import quality
+import quiet_start
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import convolutions  # noqa: E402
-import data  # noqa: E402
-import dcgan  # noqa: E402
-import devices  # noqa: E402
-import pictures  # noqa: E402
-import quality  # noqa: E402
-import runs  # noqa: E402
-
-tf1 = tf.compat.v1
-
-# --- Defaults (the paper's numbers live in dcgan.py; these are the run's own) ----------------
+# --- Defaults (the paper's numbers live in hyperparameters.py; these are the run's own) ---------
 DEFAULT_EPOCHS = 25
 DEFAULT_SEED = 0
 DEFAULT_LOG_EVERY = 10
@@ -43,10 +32,9 @@ EXIT_NAN, EXIT_INTERRUPTED = 3, 130
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        description="Train a DCGAN (TF1 graph mode) on SVHN or MNIST.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add = parser.add_argument
+    parser = options.new_parser("Train a DCGAN (TF1 graph mode) on SVHN or MNIST.")
+    group = parser.add_argument_group("data")
+    add = group.add_argument
     add("--dataset", default="svhn", choices=data.DATASETS, help="what to train on")
     add("--splits", default=None,
         help="comma-separated dataset splits to train on (svhn: train,test,extra; mnist: "
@@ -56,43 +44,59 @@ def build_parser():
         help="never touch the network: a missing data file is an error")
     add("--skip-checksum", action="store_true",
         help="do not compare data files with their published MD5 (for custom files)")
-    add("--out", default=None, help="run directory (default: runs/<dataset>)")
-    add("--fresh", action="store_true",
-        help="start over: move an existing run directory aside to <out>.old-<time> first")
+
+    group = parser.add_argument_group("model (the paper's numbers are the defaults)")
+    add = group.add_argument
+    add("--z-dim", type=int, default=hyperparameters.Z_DIM,
+        help="size of the noise vector z ~ U(-1, 1)")
+    add("--alpha", type=float, default=hyperparameters.ALPHA,
+        help="leaky ReLU slope of the discriminator")
+    add("--g-ema", type=float, default=0.0, metavar="DECAY",
+        help="also keep an exponential moving average of the generator's weights, updated "
+             "after each G update with this decay (0: off; 0.99 suits runs of hundreds of "
+             "steps); grids and evaluations then use it")
+
+    group = parser.add_argument_group("training")
+    add = group.add_argument
     add("--epochs", type=int, default=DEFAULT_EPOCHS, help="total epochs of the run")
     add("--max-steps", type=int, default=None,
         help="end the run (as an epoch ends) once this many batches have been trained")
-    add("--batch-size", type=int, default=dcgan.BATCH_SIZE, help="images per batch")
-    add("--z-dim", type=int, default=dcgan.Z_DIM, help="size of the noise vector z ~ U(-1, 1)")
-    add("--lr", type=float, default=dcgan.LEARNING_RATE, help="Adam learning rate, both networks")
-    add("--beta1", type=float, default=dcgan.BETA1, help="Adam beta1 (momentum), both networks")
-    add("--alpha", type=float, default=dcgan.ALPHA, help="leaky ReLU slope of the discriminator")
-    add("--smooth", type=float, default=dcgan.SMOOTH,
+    add("--batch-size", type=int, default=hyperparameters.BATCH_SIZE, help="images per batch")
+    add("--lr", type=float, default=hyperparameters.LEARNING_RATE,
+        help="Adam learning rate, both networks")
+    add("--beta1", type=float, default=hyperparameters.BETA1,
+        help="Adam beta1 (momentum), both networks")
+    add("--smooth", type=float, default=hyperparameters.SMOOTH,
         help="one-sided label smoothing: real labels are 1 - smooth")
-    add("--g-steps", type=int, default=dcgan.G_STEPS,
+    add("--g-steps", type=int, default=hyperparameters.G_STEPS,
         help="generator updates per discriminator update, on the same z")
-    add("--precision", default="float32", choices=dcgan.PRECISIONS,
-        help="compute precision; bfloat16 keeps float32 weights, statistics and losses; it is "
-             "faster with AMX or an Ampere+ GPU, and may be slower elsewhere (bench.py "
-             "--precision both compares the two here)")
-    add("--g-ema", type=float, default=0.0, metavar="DECAY",
-        help="also keep an exponential moving average of the generator's weights, updated "
-             "after each G update with this decay (0: off; README suggests 0.99 for runs of "
-             "hundreds of steps); grids and evaluations then use it")
-    add("--raw", action="store_true",
-        help="with --g-ema, draw the grids and evaluations from the trained weights instead")
     add("--seed", type=int, default=DEFAULT_SEED,
         help="seed of the weights, the data order, every z and the fixed sample z")
     add("--deterministic", action="store_true",
         help="deterministic TensorFlow kernels: the same seed gives the same numbers (slower)")
+
+    group = parser.add_argument_group("output and logging")
+    add = group.add_argument
+    add("--out", default=None, help="run directory (default: runs/<dataset>)")
+    add("--fresh", action="store_true",
+        help="start over: move an existing run directory aside to <out>.old-<time> first")
     add("--log-every", type=int, default=DEFAULT_LOG_EVERY,
         help="steps between records in metrics.csv and TensorBoard")
     add("--sample-grid", type=int, default=DEFAULT_GRID, help="sample grid side, in images")
+    add("--raw", action="store_true",
+        help="with --g-ema, draw the grids and evaluations from the trained weights instead")
     add("--eval-every", type=int, default=0,
         help="every this many epochs, measure sample quality (evaluate.py's classifier score, "
              "Frechet distance, class coverage); 0: never")
-    add("--eval-num", type=int, default=5000,
+    add("--eval-num", type=int, default=quality.DEFAULT_NUM,
         help="generated images per evaluation, compared with as many real ones")
+
+    group = parser.add_argument_group("performance")
+    add = group.add_argument
+    add("--precision", default="float32", choices=hyperparameters.PRECISIONS,
+        help="compute precision; bfloat16 keeps float32 weights, statistics and losses; it is "
+             "faster with AMX or an Ampere+ GPU, and may be slower elsewhere (bench.py "
+             "--precision both compares the two here)")
     add("--intra-op-threads", type=int, default=0,
         help="threads inside one op (0: TensorFlow's choice, one per core)")
     add("--inter-op-threads", type=int, default=0,
@@ -127,6 +131,24 @@ def parse_args(argv=None):
         else data.DEFAULT_SPLITS[args.dataset]
     args.out = os.path.normpath(args.out or os.path.join("runs", args.dataset))
     return args
+
+
+if __name__ == "__main__":
+    # The flags first: TensorFlow takes seconds to import, --help and a mistyped flag do not wait.
+    ARGS = parse_args()
+    quiet_start.import_tensorflow()
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import classifiers  # noqa: E402
+import convolutions  # noqa: E402
+import dcgan  # noqa: E402
+import devices  # noqa: E402
+import pictures  # noqa: E402
+import runs  # noqa: E402
+
+tf1 = tf.compat.v1
 
 
 # --- Before the session ----------------------------------------------------------------------
@@ -178,7 +200,7 @@ def load_evaluation(args, dataset):
                             f"({quality.MIN_IMAGES_WHY}); {args.dataset} has "
                             f"{len(dataset.images)}")
     try:
-        classifier, _ = quality.load_classifier(args.dataset, args.data_dir,
+        classifier, _ = classifiers.load_classifier(args.dataset, args.data_dir,
                                                 download=not args.no_download,
                                                 verify=not args.skip_checksum)
     except data.DatasetError as error:
@@ -394,7 +416,7 @@ class Trainer:
         step bench.py times: the README's end-to-end check."""
         now = time.perf_counter()
         seconds = now - epoch_start
-        print(f"epoch {epoch_number}: {steps} steps in {seconds:.1f} s, "
+        print(f"epoch {epoch_number}: {options.plural(steps, 'step')} in {seconds:.1f} s, "
               f"{steps * self.args.batch_size / seconds:.1f} images/s, "
               f"{100 * step_seconds / seconds:.1f}% of it in the training step", flush=True)
         self.window_start, self.window_steps = now, 0
@@ -422,7 +444,11 @@ def train_in(run, args):
     output_dim = int(dataset.images.shape[-1])
     settings = dict(vars(args), splits=list(args.splits), output_dim=output_dim,
                     num_images=len(dataset.images), tensorflow=tf.__version__)
-    print("settings: " + json.dumps({key: settings[key] for key in sorted(settings)}))
+    derived = {"the data": f"{options.plural(len(dataset.images), 'image')} of "
+                           f"{options.plural(output_dim, 'channel')}",
+               "tensorflow": tf.__version__}
+    print("\n".join(["settings (config.json keeps them all):",
+                     *options.settings_lines(build_parser(), args, derived)]))
     print(f"device: {devices.describe_device()}; precision {args.precision}; seed {args.seed}")
     run_graph = build_graph(args, output_dim)
     config = dcgan.session_config(args.intra_op_threads, args.inter_op_threads)
@@ -436,11 +462,12 @@ def train_in(run, args):
         run.write_config(settings)
         trainer = Trainer(args, sess, run_graph, run, log, dataset, batches, evaluation, step)
         trainer.train()
-    print(f"done: {trainer.step} steps, {batches.epoch} epochs; run directory {args.out}")
+    print(f"done: {options.plural(trainer.step, 'step')}, "
+          f"{options.plural(batches.epoch, 'epoch')}; run directory {args.out}")
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(argv=None, args=None):
+    args = args or parse_args(argv)
     devices.warn_if_gpu_unseen()
     try:
         train(args)
@@ -455,4 +482,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(args=ARGS))

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import convolutions
 import dcgan
+import hyperparameters
 
 tf1 = tf.compat.v1
 
@@ -79,7 +80,7 @@ def test_each_layer_uses_the_kernel_set_for_it(graph, channels):
     """Rewritten (the CPU's choice): generator 4x4 -> 8x8 a MatMul, 8x8 -> 16x16 oneDNN's
     transposed convolution, the image layer a stride-1 sub-pixel convolution; discriminator: the
     image layer a stride-1 convolution on 2x2 blocks, the others stride-2 convolutions."""
-    z = tf1.placeholder(tf.float32, [None, dcgan.Z_DIM])
+    z = tf1.placeholder(tf.float32, [None, hyperparameters.Z_DIM])
     images = dcgan.generator(z, channels, implementation=convolutions.REWRITTEN)
     dcgan.discriminator(images, implementation=convolutions.REWRITTEN)
     op_types, strides = layer_kernels(graph)
@@ -93,7 +94,7 @@ def test_each_layer_uses_the_kernel_set_for_it(graph, channels):
 
 def test_native_layers_use_tensorflows_own_ops(graph):
     """The GPU's choice: every layer is TensorFlow's stride-2 op, no rewrite anywhere."""
-    z = tf1.placeholder(tf.float32, [None, dcgan.Z_DIM])
+    z = tf1.placeholder(tf.float32, [None, hyperparameters.Z_DIM])
     images = dcgan.generator(z, 3, implementation=convolutions.NATIVE)
     dcgan.discriminator(images, implementation=convolutions.NATIVE)
     op_types, strides = layer_kernels(graph)
@@ -143,7 +144,7 @@ def test_both_implementations_compute_the_same_layer(graph, kind, input_shape, o
 def test_networks_built_either_way_share_variables_and_agree(graph):
     """The same checkpoint serves both: one set of variables, and the two graphs' images and
     scores agree to float32 round-off."""
-    z = tf1.placeholder(tf.float32, [None, dcgan.Z_DIM])
+    z = tf1.placeholder(tf.float32, [None, hyperparameters.Z_DIM])
     images, variable_counts = {}, []
     for implementation in convolutions.IMPLEMENTATIONS:
         reuse = bool(images)
@@ -157,7 +158,7 @@ def test_networks_built_either_way_share_variables_and_agree(graph):
                                         implementation=name)[1] for name in images}
     with session(graph) as sess:
         sess.run(tf1.global_variables_initializer())
-        feed = {z: np.random.default_rng(6).uniform(-1, 1, (4, dcgan.Z_DIM))}
+        feed = {z: np.random.default_rng(6).uniform(-1, 1, (4, hyperparameters.Z_DIM))}
         values = sess.run({"images": images, "scores": scores}, feed)
     np.testing.assert_allclose(values["images"]["native"], values["images"]["rewritten"],
                                atol=1e-5)

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 import dcgan
+import hyperparameters
 
 tf1 = tf.compat.v1
 BATCH = 8
@@ -26,7 +27,7 @@ def values_by_name(sess):
 
 @pytest.mark.parametrize("channels", [3, 1])
 def test_output_shapes_and_range(graph, channels):
-    z = tf1.placeholder(tf.float32, [None, dcgan.Z_DIM])
+    z = tf1.placeholder(tf.float32, [None, hyperparameters.Z_DIM])
     images = dcgan.generator(z, channels)
     probability, logits = dcgan.discriminator(images)
     assert images.shape.as_list() == [None, 32, 32, channels]
@@ -34,7 +35,7 @@ def test_output_shapes_and_range(graph, channels):
     with session(graph) as sess:
         sess.run(tf1.global_variables_initializer())
         # Large z pushes the tanh to saturation: still inside [-1, 1].
-        feed = {z: np.random.default_rng(0).uniform(-50, 50, (BATCH, dcgan.Z_DIM))}
+        feed = {z: np.random.default_rng(0).uniform(-50, 50, (BATCH, hyperparameters.Z_DIM))}
         out, prob = sess.run([images, probability], feed)
     assert out.shape == (BATCH, 32, 32, channels)
     assert out.min() >= -1.0 and out.max() <= 1.0
@@ -42,7 +43,7 @@ def test_output_shapes_and_range(graph, channels):
 
 
 def test_variable_names_and_shapes(graph):
-    z = tf1.placeholder(tf.float32, [None, dcgan.Z_DIM])
+    z = tf1.placeholder(tf.float32, [None, hyperparameters.Z_DIM])
     dcgan.discriminator(dcgan.generator(z, 3))
     expected_g = {
         "generator/dense1/kernel": (100, 8192),
@@ -71,7 +72,7 @@ def test_variable_names_and_shapes(graph):
 
 
 def test_reuse_shares_variables(graph):
-    z = tf1.placeholder(tf.float32, [None, dcgan.Z_DIM])
+    z = tf1.placeholder(tf.float32, [None, hyperparameters.Z_DIM])
     dcgan.generator(z, 1)
     count = len(tf1.global_variables())
     dcgan.generator(z, 1, reuse=True)
@@ -83,7 +84,7 @@ def test_reuse_shares_variables(graph):
 
 def test_optimizers_split_the_variables(graph):
     real = tf1.placeholder(tf.float32, [None, 32, 32, 3])
-    z = tf1.placeholder(tf.float32, [None, dcgan.Z_DIM])
+    z = tf1.placeholder(tf.float32, [None, hyperparameters.Z_DIM])
     losses = dcgan.model_loss(real, z, 3)
     d_opt, g_opt = dcgan.model_optimizers(losses.d_loss, losses.g_loss)
 
@@ -128,12 +129,12 @@ def test_losses_match_numpy(graph, smooth):
 def feed_batch(real, z, channels=3, seed=0):
     rng = np.random.default_rng(seed)
     return {real: rng.uniform(-1, 1, (BATCH, 32, 32, channels)).astype(np.float32),
-            z: rng.uniform(-1, 1, (BATCH, dcgan.Z_DIM)).astype(np.float32)}
+            z: rng.uniform(-1, 1, (BATCH, hyperparameters.Z_DIM)).astype(np.float32)}
 
 
 def test_each_update_changes_only_its_network(graph):
     real = tf1.placeholder(tf.float32, [None, 32, 32, 3])
-    z = tf1.placeholder(tf.float32, [None, dcgan.Z_DIM])
+    z = tf1.placeholder(tf.float32, [None, hyperparameters.Z_DIM])
     losses = dcgan.model_loss(real, z, 3)
     d_opt, g_opt = dcgan.model_optimizers(losses.d_loss, losses.g_loss)
     feed = feed_batch(real, z)
@@ -163,7 +164,7 @@ def test_each_update_changes_only_its_network(graph):
 def test_sampler_uses_moving_statistics(graph):
     model = dcgan.build_model(1, g_steps=1)
     rng = np.random.default_rng(3)
-    z = rng.uniform(-1, 1, (BATCH, dcgan.Z_DIM)).astype(np.float32)
+    z = rng.uniform(-1, 1, (BATCH, hyperparameters.Z_DIM)).astype(np.float32)
     images = rng.integers(0, 256, (BATCH, 32, 32, 1), dtype=np.uint8)
     moving = [v for v in tf1.global_variables() if "moving_" in v.op.name]
     assert len(moving) == 2 * 5
@@ -174,7 +175,7 @@ def test_sampler_uses_moving_statistics(graph):
         moved = sess.run(moving)
         alone = sess.run(model.sampler.samples, {model.z: z[:1]})
         other_rows = z.copy()
-        other_rows[1:] = rng.uniform(-1, 1, (BATCH - 1, dcgan.Z_DIM))
+        other_rows[1:] = rng.uniform(-1, 1, (BATCH - 1, hyperparameters.Z_DIM))
         in_batch = sess.run(model.sampler.samples, {model.z: other_rows})
         in_first_batch = sess.run(model.sampler.samples, {model.z: z})
     for before, after in zip(initial, moved):
@@ -185,7 +186,7 @@ def test_sampler_uses_moving_statistics(graph):
 
 
 def test_value_errors(graph):
-    z = tf1.placeholder(tf.float32, [None, dcgan.Z_DIM])
+    z = tf1.placeholder(tf.float32, [None, hyperparameters.Z_DIM])
     for bad in (0, -3, 1.5, True, "3"):
         with pytest.raises(ValueError, match="output_dim"):
             dcgan.generator(z, bad)
@@ -224,7 +225,7 @@ def two_call_reference(channels, g_steps, batches):
     with tf.Graph().as_default() as graph:
         tf1.set_random_seed(7)
         real = tf1.placeholder(tf.float32, [None, 32, 32, channels])
-        z = tf1.placeholder(tf.float32, [None, dcgan.Z_DIM])
+        z = tf1.placeholder(tf.float32, [None, hyperparameters.Z_DIM])
         losses = dcgan.model_loss(real, z, channels)
         d_opt, g_opt = dcgan.model_optimizers(losses.d_loss, losses.g_loss)
         with session(graph) as sess:
@@ -256,7 +257,7 @@ def fused(channels, g_steps, batches, initial):
 def test_fused_step_equals_two_session_calls(g_steps):
     rng = np.random.default_rng(11)
     batches = [(rng.integers(0, 256, (BATCH, 32, 32, 3), dtype=np.uint8),
-                rng.uniform(-1, 1, (BATCH, dcgan.Z_DIM)).astype(np.float32)) for _ in range(3)]
+                rng.uniform(-1, 1, (BATCH, hyperparameters.Z_DIM)).astype(np.float32)) for _ in range(3)]
     initial, expected = two_call_reference(3, g_steps, batches)
     got = fused(3, g_steps, batches, initial)
     assert set(got) - set(expected) == {"global_step"} and got["global_step"] == 3
@@ -295,7 +296,7 @@ def test_the_averaged_generator_is_an_exact_moving_average(graph):
         for _ in range(3):
             sess.run(model.train_step, {
                 model.real_images: rng.integers(0, 256, (BATCH, 32, 32, 1), dtype=np.uint8),
-                model.z: rng.uniform(-1, 1, (BATCH, dcgan.Z_DIM)).astype(np.float32)})
+                model.z: rng.uniform(-1, 1, (BATCH, hyperparameters.Z_DIM)).astype(np.float32)})
             weights = sess.run(trained)
             expected = [np.float32(decay) * a + np.float32(1 - decay) * w
                         for a, w in zip(expected, weights)]

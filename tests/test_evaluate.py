@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import evaluate
+import classifiers
 import quality
 import runs
 import train
@@ -76,13 +77,13 @@ def easy_classes(count, seed):
 def test_a_toy_classifier_separates_two_easy_classes():
     images, labels = easy_classes(256, seed=0)
     held_images, held_labels = easy_classes(200, seed=1)
-    classifier = quality.Classifier(1)
+    classifier = classifiers.Classifier(1)
     try:
         assert classifier.accuracy(held_images, held_labels) < 0.9  # untrained: not yet
         classifier.fit(images, labels, epochs=3, log=lambda message: None)
         assert classifier.accuracy(held_images, held_labels) >= 0.99
         probabilities, features = classifier.predict(held_images)
-        assert probabilities.shape == (200, 10) and features.shape == (200, quality.FEATURE_SIZE)
+        assert probabilities.shape == (200, 10) and features.shape == (200, classifiers.FEATURE_SIZE)
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     finally:
         classifier.close()
@@ -96,16 +97,16 @@ def test_classifier_is_trained_once_and_cached(tmp_path, monkeypatch):
         calls.append(name)
         return images, labels, images[:64], labels[:64]
 
-    monkeypatch.setattr(quality, "classifier_split", split)
-    monkeypatch.setitem(quality.CLASSIFIER_DATA, "mnist", (("train",), ("test",), 2))
-    first, info = quality.load_classifier("mnist", str(tmp_path), log=lambda message: None)
+    monkeypatch.setattr(classifiers, "classifier_split", split)
+    monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "mnist", (("train",), ("test",), 2))
+    first, info = classifiers.load_classifier("mnist", str(tmp_path), log=lambda message: None)
     expected = first.predict(images[:16])[0]
     first.close()
     folder = tmp_path / "classifiers" / "mnist"
     assert json.loads((folder / "info.json").read_text())["heldout_accuracy"] == info["heldout_accuracy"]
     assert not [name for name in os.listdir(tmp_path / "classifiers") if name.startswith(".tmp")]
-    assert (folder.stat().st_mode & 0o777) == quality.data.DEFAULT_DIR_MODE
-    second, again = quality.load_classifier("mnist", str(tmp_path), log=lambda message: None)
+    assert (folder.stat().st_mode & 0o777) == classifiers.data.DEFAULT_DIR_MODE
+    second, again = classifiers.load_classifier("mnist", str(tmp_path), log=lambda message: None)
     try:
         assert calls == ["mnist"] and again == info  # loaded from the cache, not retrained
         np.testing.assert_allclose(second.predict(images[:16])[0], expected, rtol=1e-6)
@@ -115,7 +116,7 @@ def test_classifier_is_trained_once_and_cached(tmp_path, monkeypatch):
 
 def test_real_halves_give_the_floor_and_noise_scores_worse(tmp_path, monkeypatch):
     images, labels = easy_classes(400, seed=3)
-    classifier = quality.Classifier(1)
+    classifier = classifiers.Classifier(1)
     try:
         classifier.fit(images, labels, epochs=3, log=lambda message: None)
         noise = np.random.default_rng(4).integers(0, 256, (200, 32, 32, 1)).astype(np.uint8)
@@ -132,7 +133,7 @@ def test_real_halves_give_the_floor_and_noise_scores_worse(tmp_path, monkeypatch
 @pytest.fixture
 def fast_classifier(monkeypatch):
     """The mnist-sample classifier trained for one epoch: the path, not the accuracy, is tested."""
-    monkeypatch.setitem(quality.CLASSIFIER_DATA, "mnist-sample", (None, None, 1))
+    monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "mnist-sample", (None, None, 1))
 
 
 def test_eval_every_adds_quality_to_metrics_and_evaluate_py_reports(tmp_path, fast_classifier,

@@ -17,6 +17,7 @@ import pytest
 
 import evaluate
 import generate
+import classifiers
 import quality
 import runs
 import train
@@ -157,7 +158,7 @@ def test_a_damaged_metrics_line_costs_that_line_only(data_dir, run, capsys):
 
 def test_damaged_evaluation_json_is_kept_aside_never_dropped(run, tmp_path, capsys,
                                                              monkeypatch):
-    monkeypatch.setitem(quality.CLASSIFIER_DATA, "svhn", (("train",), ("train",), 1))
+    monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "svhn", (("train",), ("train",), 1))
     (run / "evaluation.json").write_bytes(b'{"4": {"classifier_score": 2.0}, "8": {"cl')
     assert evaluate.main(["--run", str(run), "--num", "8"]) == 0
     out = capsys.readouterr().out
@@ -173,7 +174,7 @@ def test_damaged_evaluation_json_is_kept_aside_never_dropped(run, tmp_path, caps
 
 
 def test_evaluate_prints_its_result_even_when_it_cannot_save_it(run, capsys, monkeypatch):
-    monkeypatch.setitem(quality.CLASSIFIER_DATA, "svhn", (("train",), ("train",), 1))
+    monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "svhn", (("train",), ("train",), 1))
     config = json.loads((run / "config.json").read_text())
     evaluate.main(["--run", str(run), "--num", "8"])  # trains and caches the classifier
     capsys.readouterr()
@@ -193,7 +194,7 @@ def test_evaluate_prints_its_result_even_when_it_cannot_save_it(run, capsys, mon
 
 
 def test_a_damaged_classifier_cache_is_trained_again(run, capsys, monkeypatch):
-    monkeypatch.setitem(quality.CLASSIFIER_DATA, "svhn", (("train",), ("train",), 1))
+    monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "svhn", (("train",), ("train",), 1))
     data_dir = json.loads((run / "config.json").read_text())["data_dir"]
     assert evaluate.main(["--run", str(run), "--num", "8"]) == 0
     cache = os.path.join(data_dir, "classifiers", "svhn")
@@ -202,7 +203,7 @@ def test_a_damaged_classifier_cache_is_trained_again(run, capsys, monkeypatch):
     capsys.readouterr()
     assert evaluate.main(["--run", str(run), "--num", "8"]) == 0
     assert "cached classifier" in capsys.readouterr().out
-    assert quality.load_classifier("svhn", data_dir, log=lambda message: None)[0] is not None
+    assert classifiers.load_classifier("svhn", data_dir, log=lambda message: None)[0] is not None
 
 
 # --- A second process ------------------------------------------------------------------------
@@ -290,7 +291,7 @@ def test_a_full_disk_while_logging_is_one_line(data_dir, run, capsys, monkeypatc
 
 # --- Training first --------------------------------------------------------------------------
 def test_a_failing_evaluation_costs_no_training(data_dir, run, capsys, monkeypatch):
-    monkeypatch.setitem(quality.CLASSIFIER_DATA, "svhn", (("train",), ("train",), 1))
+    monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "svhn", (("train",), ("train",), 1))
 
     def broken(*args, **kwargs):
         raise np.linalg.LinAlgError("eigenvalues did not converge")

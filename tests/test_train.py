@@ -45,7 +45,7 @@ def test_a_run_leaves_samples_plots_metrics_events_and_checkpoints(data_dir, tmp
     run = tmp_path / "run"
     assert train.main(args(data_dir, run, "--epochs", "2", "--sample-grid", "3")) == 0
     out = capsys.readouterr().out
-    assert '"batch_size": 16' in out and "device: CPU" in out and "seed 0" in out
+    assert "--batch-size 16" in out and "device: CPU" in out and "seed 0" in out
     assert "first step ran on: " in out and "CPU:0" in out and "convolutions: rewritten" in out
     epoch_lines = re.findall(r"epoch (\d): (\d+) steps in ([\d.]+) s, ([\d.]+) images/s, "
                              r"([\d.]+)% of it in the training step", out)
