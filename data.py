@@ -55,8 +55,19 @@ MNIST_FILES = {  # split -> ((images file, MD5), (labels file, MD5))
     "test": (("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
              ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c")),
 }
-DATASETS = ("svhn", "mnist", "mnist-sample")
-DEFAULT_SPLITS = {"svhn": ("train", "test"), "mnist": ("train", "test"), "mnist-sample": ("all",)}
+_CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/"
+CIFAR10_ARCHIVE = ("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530")  # 170,052,171 B
+CIFAR10_MEMBERS = {  # split -> the archive's members holding it, 10,000 records each
+    "train": tuple(f"cifar-10-batches-bin/data_batch_{index}.bin" for index in range(1, 6)),
+    "test": ("cifar-10-batches-bin/test_batch.bin",),
+}
+_CIFAR10_RECORD = 1 + 32 * 32 * 3  # a label byte, then the red, green and blue planes, row-major
+DATASETS = ("svhn", "mnist", "mnist-sample", "cifar10")
+# SVHN trains on train + test as the notebook does; CIFAR-10 on its 50,000 training images only,
+# the GAN benchmark's protocol (pytorch/examples, TF-GAN), keeping test unseen for the
+# classifier's held-out accuracy and features.py's strict protocol.
+DEFAULT_SPLITS = {"svhn": ("train", "test"), "mnist": ("train", "test"), "mnist-sample": ("all",),
+                  "cifar10": ("train",)}
 _IDX_IMAGES_MAGIC = 2051
 _IDX_LABELS_MAGIC = 2049
 _MNIST_SAMPLE_COUNT = 5000
@@ -71,9 +82,9 @@ Dataset.__doc__ = """images: uint8 (N, 32, 32, C); labels: int64 (N,) in 0..9.""
 
 
 def channels(name):
-    """Image channels of a dataset: 3 for svhn, 1 for the MNIST variants."""
+    """Image channels of a dataset: 3 for svhn and cifar10, 1 for the MNIST variants."""
     _check_name(name)
-    return 3 if name == "svhn" else 1
+    return 3 if name in ("svhn", "cifar10") else 1
 
 
 def scale(images):
@@ -95,7 +106,7 @@ def load_dataset(name, data_dir="data", splits=None, verify=True, download=True)
     """Loads a dataset as uint8 images and integer labels, downloading what is missing.
 
     Args:
-      name: 'svhn', 'mnist' or 'mnist-sample'.
+      name: 'svhn', 'mnist', 'mnist-sample' or 'cifar10'.
       data_dir: the folder under which each dataset has a folder of its own.
       splits: the splits to concatenate, in order; default: DEFAULT_SPLITS[name].
       verify: check each file's MD5 against the published value (False for custom files);
@@ -111,7 +122,8 @@ def load_dataset(name, data_dir="data", splits=None, verify=True, download=True)
     """
     _check_name(name)
     splits = tuple(splits) if splits else DEFAULT_SPLITS[name]
-    known = {"svhn": SVHN_FILES, "mnist": MNIST_FILES, "mnist-sample": {"all": None}}[name]
+    known = {"svhn": SVHN_FILES, "mnist": MNIST_FILES, "mnist-sample": {"all": None},
+             "cifar10": CIFAR10_MEMBERS}[name]
     unknown = [split for split in splits if split not in known]
     if unknown:
         raise DatasetError(f"unknown split(s) {', '.join(unknown)} for {name}; "
@@ -120,6 +132,9 @@ def load_dataset(name, data_dir="data", splits=None, verify=True, download=True)
         images, labels = _load_mnist_sample()
         return Dataset(name, images, labels)
     folder = os.path.join(data_dir, name)
+    if name == "cifar10":
+        archive = _fetch(folder, *CIFAR10_ARCHIVE, [_CIFAR10_URL], verify, download)
+        return Dataset(name, *_read_cifar10(archive, splits))
     parts = []
     for split in splits:
         if name == "svhn":
@@ -294,6 +309,41 @@ def _read_mnist(image_path, label_path):
     if labels.size and labels.max() > 9:
         raise DatasetError(f"{label_path}: labels must be 0..9, found {labels.max()}")
     return pad_to_32(images), labels.astype(np.int64)
+
+
+def _read_cifar10(path, splits):
+    """The images and labels of `splits` from the binary archive, read from its members in
+    memory: nothing is extracted, so no member's path can point anywhere on disk."""
+    import tarfile  # imported here: only CIFAR-10 needs it
+
+    wanted = [member for split in splits for member in CIFAR10_MEMBERS[split]]
+    contents = {}
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            for member in archive:
+                if member.name in wanted and member.name not in contents:
+                    if not member.isfile():
+                        raise DatasetError(f"{path}: {member.name} is not a regular file")
+                    contents[member.name] = archive.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise DatasetError(f"{path}: not a readable .tar.gz archive ({error})") from None
+    missing = [member for member in wanted if member not in contents]
+    if missing:
+        raise DatasetError(f"{path}: the archive lacks {', '.join(missing)}; it is not "
+                           f"CIFAR-10's binary version")
+    images, labels = [], []
+    for member in wanted:
+        raw = contents[member]
+        if len(raw) % _CIFAR10_RECORD:
+            raise DatasetError(f"{path}: {member} holds {len(raw)} bytes, not a whole number "
+                               f"of {_CIFAR10_RECORD}-byte records")
+        records = np.frombuffer(raw, np.uint8).reshape(-1, _CIFAR10_RECORD)
+        if records.size and records[:, 0].max() > 9:
+            raise DatasetError(f"{path}: {member}: labels must be 0..9, found "
+                               f"{records[:, 0].max()}")
+        labels.append(records[:, 0].astype(np.int64))
+        images.append(records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
 
 
 def pad_to_32(digits):

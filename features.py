@@ -63,8 +63,9 @@ import runs  # noqa: E402
 
 tf1 = tf.compat.v1
 
-DEFAULT_LABELS = {"svhn": 1000, "mnist": 100, "mnist-sample": 100}
-VALIDATION_IMAGES = {"svhn": 10000, "mnist": 10000, "mnist-sample": None}  # None: all the rest
+DEFAULT_LABELS = {"svhn": 1000, "mnist": 100, "mnist-sample": 100, "cifar10": 4000}
+VALIDATION_IMAGES = {"svhn": 10000, "mnist": 10000, "mnist-sample": None,  # None: all the rest
+                     "cifar10": 5000}
 SVM_C = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # the regularization grid searched on validation
 FEATURE_BATCH = 500
 FEATURE_SETS = ("trained", "untrained", "pixels")
