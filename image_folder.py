@@ -402,9 +402,9 @@ def load(root, cache_root, size, channels=None, fit="crop", workers=None, progre
     except OSError as error:
         raise FolderError(f"cannot write the image cache in {folder} "
                           f"({error.strerror or error})") from None
+    threads = f"{workers} thread" + ("s" if workers != 1 else "")
     messages.append(f"decoded {manifest['count']:,} of {len(files):,} images in {seconds:.1f} s "
-                    f"({len(files) / max(seconds, 1e-9):.0f} images/s on {workers} threads) "
-                    f"into {folder}")
+                    f"({len(files) / max(seconds, 1e-9):.0f} images/s on {threads}) into {folder}")
     if skipped:
         messages.append(f"skipped {len(skipped):,} files that cannot be used "
                         f"({_skip_summary(skipped)}); all of them in "
