@@ -425,14 +425,14 @@ class Trainer:
 def train(args):
     tf.get_logger().setLevel("ERROR")  # TF1 APIs' deprecation notices are not the user's business
     run = runs.RunDir(args.out)
-    with run.open_for_training(args.fresh):  # one writer per run directory
+    with run.open_for_training(args.fresh) as claim:  # one writer per run directory
         run.check_resumable(dict(vars(args), splits=list(args.splits)), RESUME_KEYS,
                             RESUME_DEFAULTS)
-        train_in(run, args)
+        train_in(run, args, claim)
 
 
-def train_in(run, args):
-    """Trains in a run directory this process holds the lock of."""
+def train_in(run, args, claim):
+    """Trains in a run directory this process holds the claim (runs.TrainingClaim) of."""
     dataset, batches = load_data(args)
     if args.precision == "bfloat16":
         warning = devices.bfloat16_warning(devices.bfloat16_support())
@@ -457,6 +457,7 @@ def train_in(run, args):
         if evaluation:
             closing.callback(evaluation.classifier.close)
         step, restored = restore_or_initialise(sess, run_graph, run, batches, args.seed)
+        claim.started()  # the run's own files follow: a failure from here on is not undone
         log = runs.MetricsLog(run, step, resumed=restored is not None)
         closing.callback(log.close)
         run.write_config(settings)
