@@ -21,6 +21,7 @@ removed again.
 import collections
 import contextlib
 import csv
+import errno
 import fcntl
 import io
 import json
@@ -54,6 +55,15 @@ _LOCK_FILE = ".lock"
 # Settings every config.json of train.py held, from the first version on: a folder without the
 # marker (it came later) is an earlier version's run directory when its config.json has them.
 _RUN_SETTINGS = ("dataset", "output_dim", "z_dim", "batch_size")
+# The first version's metrics.csv (538f904 to 391f6ea): no quality columns. Rows are told apart
+# by their number of fields.
+FIRST_METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, "time")
+_METRIC_LAYOUTS = {len(fields): fields for fields in (METRIC_FIELDS, FIRST_METRIC_FIELDS)}
+_INTEGER_METRICS = ("step", "epoch")
+# A row is under 300 bytes; a line past this is damage (say, a zero-filled tail after a power
+# cut) and is skipped without being held in memory.
+MAX_METRICS_LINE = 4096
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^[-+]?(inf|nan)$")
 # A temporary file named by an earlier version (no writer in its name) is taken for a killed
 # writer's only once it is this old: those versions' readers wrote theirs in seconds.
 _UNNAMED_TEMP_SECONDS = 3600
@@ -243,6 +253,69 @@ def _unnamed_and_dead(path, name, kind):
 def _remove_if_there(path):
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)
+
+
+def _bounded_lines(handle, limit):
+    """The lines of a binary file, each with its newline; None for a line longer than `limit`
+    bytes, or for a last line without a newline (a write cut short), neither held in memory."""
+    while True:
+        line = handle.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit:
+            while line and not line.endswith(b"\n"):
+                line = handle.readline(1 << 20)
+            yield None
+        else:
+            yield line if line.endswith(b"\n") else None
+
+
+def parse_metric_line(line):
+    """One line of metrics.csv: a row dict (see RunDir.read_metrics), or None for a header.
+
+    Raises:
+      ValueError: the line is damaged (None from _bounded_lines, not UTF-8, another number of
+        fields than a layout has, a field that is not a number, a step or epoch not a whole
+        number >= 0, no step).
+    """
+    if line is None:
+        raise ValueError("overlong or cut short")
+    values = line.decode("utf-8").rstrip("\r\n").split(",")
+    fields = _METRIC_LAYOUTS.get(len(values))
+    if fields is None:
+        raise ValueError(f"{len(values)} fields")
+    if tuple(values) == fields:
+        return None
+    row = {}
+    for key, value in zip(fields, values):
+        if not value:
+            continue
+        if not _NUMBER.match(value):
+            raise ValueError(f"{key} is not a number")
+        number = float(value)
+        if key in _INTEGER_METRICS:
+            if not (number.is_integer() and number >= 0):
+                raise ValueError(f"{key} is not a count")
+            number = int(number)
+        row[key] = number
+    if "step" not in row:
+        raise ValueError("no step")
+    return row
+
+
+def _line_numbers(numbers, shown=5):
+    listed = ", ".join(map(str, numbers[:shown]))
+    return f"line {listed}" + (f" and {len(numbers) - shown} more" if len(numbers) > shown else "")
+
+
+def _link_or_copy(path, source):
+    """`path` as a second name of `source` (no copy), or a copy where links are not allowed."""
+    try:
+        os.link(source, path)
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP):
+            raise
+        shutil.copyfile(source, path)
 
 
 class TrainingClaim:
@@ -554,29 +627,51 @@ class RunDir:
                 "the same command again"))) from None
 
     # --- metrics.csv --------------------------------------------------------------------------
-    def read_metrics(self):
-        """The rows of metrics.csv as dicts of floats. A damaged line (cut short by a kill,
-        garbage, not UTF-8) costs that line only: it is skipped, with a note."""
-        if not os.path.exists(self.metrics_path):
-            return []
-        rows, damaged = [], 0
-        with open(self.metrics_path, newline="", encoding="utf-8", errors="replace") as handle:
-            for values in csv.reader(handle):
-                if tuple(values) == METRIC_FIELDS:
-                    continue  # the header
+    def _parse_metrics(self):
+        """(rows, numbers of the damaged lines) of metrics.csv; see read_metrics."""
+        rows, damaged = [], []
+        try:
+            handle = open(self.metrics_path, "rb")
+        except FileNotFoundError:
+            return rows, damaged
+        with handle:
+            for number, line in enumerate(_bounded_lines(handle, MAX_METRICS_LINE), 1):
                 try:
-                    if len(values) != len(METRIC_FIELDS):
-                        raise ValueError(f"{len(values)} fields")
-                    record = {key: float(value) for key, value in zip(METRIC_FIELDS, values)
-                              if value}
-                    if "step" not in record:
-                        raise ValueError("no step")
+                    row = parse_metric_line(line)
                 except ValueError:
-                    damaged += 1
+                    damaged.append(number)
                     continue
-                rows.append(record)
+                if row is not None:
+                    rows.append(row)
+        return rows, damaged
+
+    def read_metrics(self):
+        """The rows of metrics.csv as dicts: step and epoch ints, the rest floats, empty fields
+        left out. Every layout a version of train.py wrote is read (FIRST_METRIC_FIELDS too).
+        The file is read line by line, with no quoting: a damaged line (cut short by a kill,
+        garbage, a stray quote, NULs, not UTF-8, overlong) costs that line only, with a note."""
+        rows, damaged = self._parse_metrics()
         if damaged:
-            print(f"{self.metrics_path}: skipped {damaged} damaged line(s)")
+            print(f"{self.metrics_path}: skipped {len(damaged)} damaged line(s) "
+                  f"({_line_numbers(damaged)})", flush=True)
+        return rows
+
+    def keep_metrics_until(self, step):
+        """Rewrites metrics.csv with its rows up to `step` in this version's layout and returns
+        them. A file with damaged lines is first kept whole as metrics.csv.damaged-<time>, so
+        the rewrite loses no byte of it.
+
+        Raises:
+          RunError: it cannot be written (or, damaged, kept aside).
+        """
+        rows, damaged = self._parse_metrics()
+        if damaged:
+            aside = _unused_name(f"{self.metrics_path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            self._write(aside, _link_or_copy, self.metrics_path)
+            print(f"{self.metrics_path}: skipped {len(damaged)} damaged line(s) "
+                  f"({_line_numbers(damaged)}); the file as it was is kept as {aside}", flush=True)
+        rows = [row for row in rows if row["step"] <= step]
+        self.write_metrics(rows)
         return rows
 
     def write_metrics(self, rows):
@@ -765,8 +860,7 @@ class MetricsLog:
 
     def __init__(self, run, step, resumed):
         self.path = run.metrics_path
-        self.rows = [row for row in run.read_metrics() if row["step"] <= step]
-        run.write_metrics(self.rows)
+        self.rows = run.keep_metrics_until(step)
         self.writer = tf1.summary.FileWriter(run.path)
         if resumed:
             self.writer.add_session_log(tf1.SessionLog(status=tf1.SessionLog.START), step)
