@@ -115,7 +115,7 @@ class Classifier:
         """Writes the weights and `info` into a new folder, renamed into place when complete."""
         parent = os.path.dirname(os.path.abspath(folder))
         os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(dir=parent, prefix=".tmp-classifier-")
+        staging = tempfile.mkdtemp(dir=parent, prefix=data.temp_prefix(".tmp-classifier-"))
         try:
             self.saver.save(self.session, os.path.join(staging, "classifier"),
                             write_meta_graph=False)

@@ -154,8 +154,8 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, data.DEFAULT_FILE_MODE)
             except OSError as error:
-                raise RunError(f"cannot open the lock file {self.path} ({cause(error)}); move "
-                               f"it away if it is not a run's, or use another --out") from None
+                raise RunError(f"run directory {self.run_path} is not writable or its lock is "
+                               f"odd: cannot open {self.path} ({cause(error)})") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 current = os.stat(self.path)
@@ -421,6 +421,12 @@ class RunDir:
         self.progress_gif_path = os.path.join(self.samples_dir, "progress.gif")
         self.features_path = os.path.join(self.path, "features.json")
 
+    @property
+    def shown(self):
+        """The path for a message: absolute when it is '.' or '..' (which says nothing)."""
+        return os.path.abspath(self.path) if os.path.basename(self.path) in (".", "..") \
+            else self.path
+
     def sample_grid_path(self, epoch):
         return os.path.join(self.samples_dir, f"epoch_{epoch:04d}.png")
 
@@ -457,7 +463,7 @@ class RunDir:
         if _LOCK_FILE in names and _is_own_lock_file(os.path.join(self.path, _LOCK_FILE)):
             names.discard(_LOCK_FILE)
         if names and not self.is_run():
-            raise RunError(f"{self.path} is not empty and is not a run directory (no "
+            raise RunError(f"{self.shown} is not empty and is not a run directory (no "
                            f"{RUN_MARKER}, no config.json of train.py); a new run starts only in "
                            f"a new or empty folder, so nothing of yours is overwritten. Use "
                            f"another --out")

@@ -79,7 +79,8 @@ def test_the_working_directory_as_out_is_refused_when_it_is_not_a_run(data_dir, 
                                                                      capsys, monkeypatch):
     monkeypatch.chdir(users_folder)
     before = snapshot(users_folder)
-    assert "not a run directory" in fails_with_one_line(capsys, argv(data_dir, ".", "--epochs", "1"))
+    line = fails_with_one_line(capsys, argv(data_dir, ".", "--epochs", "1"))
+    assert f"{users_folder} is not empty and is not a run directory" in line
     line = fails_with_one_line(capsys, argv(data_dir, ".", "--epochs", "1", "--fresh"))
     assert "--fresh" in line and "working directory" in line
     assert snapshot(users_folder) == before
