@@ -27,6 +27,12 @@ import hyperparameters
 import options
 import quiet_start
 
+DATASET_IMAGES = 2048  # random uint8 images to draw batches from
+BATCH_SIZE = options.bounded_int(1, DATASET_IMAGES, "batches are drawn from 2,048 random images")
+WARMUP = options.bounded_int(0, 10_000, "untimed steps; 10,000 take hours on a CPU")
+TIMED_STEPS = options.bounded_int(1, 10_000, "at least one to time; 10,000 take hours on a CPU")
+
+
 def build_parser():
     parser = options.new_parser("Throughput of the DCGAN training step.")
     group = parser.add_argument_group("model")
@@ -35,15 +41,15 @@ def build_parser():
         help="generator updates per D update (default: both 1 and 2)")
     add("--channels", type=int, choices=[1, 3], default=None,
         help="image channels (default: both 3 and 1)")
-    add("--g-ema", type=float, default=0.0, metavar="DECAY",
+    add("--g-ema", type=options.DECAY, default=0.0, metavar="DECAY",
         help="as in train.py: also update the averaged generator in the step")
     group = parser.add_argument_group("training")
-    group.add_argument("--batch-size", type=int, default=hyperparameters.BATCH_SIZE,
+    group.add_argument("--batch-size", type=BATCH_SIZE, default=hyperparameters.BATCH_SIZE,
                        help="images per step")
     group = parser.add_argument_group("the measurement")
     add = group.add_argument
-    add("--warmup", type=int, default=5, help="untimed steps first")
-    add("--steps", type=int, default=30, help="timed steps")
+    add("--warmup", type=WARMUP, default=5, help="untimed steps first")
+    add("--steps", type=TIMED_STEPS, default=30, help="timed steps")
     add("--peak", action="store_true",
         help="also measure the float32 matmul peak (4096^3) and report the share")
     add("--json", default=os.path.join("runs", "bench_results.json"),
@@ -54,18 +60,13 @@ def build_parser():
         help="compute precision; 'both' times float32 and bfloat16 in alternation and says "
              "which is faster here (default: float32, and bfloat16 too where the hardware has "
              "it)")
-    add("--intra-op-threads", type=int, default=0, help="as in train.py")
-    add("--inter-op-threads", type=int, default=0, help="as in train.py")
+    add("--intra-op-threads", type=options.THREADS, default=0, help="as in train.py")
+    add("--inter-op-threads", type=options.THREADS, default=0, help="as in train.py")
     return parser
 
 
 def parse_args(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.batch_size <= 0 or args.steps <= 0 or args.warmup < 0 or not 0 <= args.g_ema < 1:
-        parser.error("--batch-size and --steps must be positive, --warmup >= 0, --g-ema in "
-                     "[0, 1)")
-    return args
+    return build_parser().parse_args(argv)  # every number is checked by its type
 
 
 if __name__ == "__main__":
@@ -83,7 +84,6 @@ import runs  # noqa: E402
 
 tf1 = tf.compat.v1
 
-DATASET_IMAGES = 2048  # random uint8 images to draw batches from
 ALTERNATION_BLOCKS = 5  # --precision both: each precision's steps in this many alternating blocks
 
 

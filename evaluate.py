@@ -22,18 +22,15 @@ def build_parser():
         help="a run trained with --g-ema: score the trained weights, not their average")
     group = parser.add_argument_group("the evaluation")
     add = group.add_argument
-    add("--num", type=int, default=quality.DEFAULT_NUM,
+    add("--num", type=options.bounded_int(quality.MIN_IMAGES, quality.MAX_IMAGES,
+                                          quality.IMAGES_WHY), default=quality.DEFAULT_NUM,
         help="generated images, and real images compared with them")
-    add("--seed", type=int, default=0, help="seed of the z and the real draw")
+    add("--seed", type=options.SEED, default=0, help="seed of the z and the real draw")
     return parser
 
 
 def parse_args(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.num < quality.MIN_IMAGES:
-        parser.error(f"--num must be at least {quality.MIN_IMAGES}: {quality.MIN_IMAGES_WHY}")
-    return args
+    return build_parser().parse_args(argv)  # every number is checked by its type
 
 
 if __name__ == "__main__":

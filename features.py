@@ -23,28 +23,30 @@ import options
 import quality
 import quiet_start
 
+# --labels when parsed: the dataset (and so its pool) is known only from the run's settings.
+LABELS = options.bounded_int(10, 60_000, "one a class at least; no labeled pool holds more "
+                                         "(MNIST's train split: 60,000)")
+DRAWS = options.bounded_int(1, 100, "each draw fits six SVMs a feature set")
+
+
 def build_parser():
     parser = options.new_parser(__doc__.split("\n")[0])
     group = parser.add_argument_group("the run")
     group.add_argument("--run", required=True, help="run directory of train.py")
     group.add_argument("--checkpoint", default=None, help="a checkpoint instead of the newest")
     group = parser.add_argument_group("the linear SVM")
-    group.add_argument("--labels", type=int, default=None,
+    group.add_argument("--labels", type=LABELS, default=None,
                        help="labeled images, the same number per class (default: 1,000 for "
                             "svhn, 100 for the MNIST variants)")
-    group.add_argument("--draws", type=int, default=5, help="seeded draws of the labels")
-    group.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    group.add_argument("--draws", type=DRAWS, default=5, help="seeded draws of the labels")
+    group.add_argument("--seed", type=options.SEED, default=0, help="seed of the draws")
     return parser
 
 
 def parse_args(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.labels is not None and args.labels < quality.NUM_CLASSES:
-        parser.error(f"--labels must be at least {quality.NUM_CLASSES} (one per class)")
-    if args.draws < 1:
-        parser.error("--draws must be positive")
-    return args
+    # Every number is checked by its type; --labels again by check_label_count once the run's
+    # dataset is known.
+    return build_parser().parse_args(argv)
 
 
 if __name__ == "__main__":
@@ -116,6 +118,18 @@ def draw_labeled(labels, per_class, validation_size, rng):
     return labeled, rest[:validation_size]
 
 
+def check_label_count(labels, pool_labels):
+    """Raises RunError unless `labels` (labels // 10 a class) can be drawn from the pool with
+    images left to validate on: more would give fewer labels than asked, or none to choose C."""
+    counts = np.bincount(pool_labels, minlength=quality.NUM_CLASSES)
+    most = min(int(counts.min()), (len(pool_labels) - 1) // quality.NUM_CLASSES) \
+        * quality.NUM_CLASSES
+    if labels > most:
+        raise runs.RunError(f"--labels {labels:,} is more than this dataset allows: its labeled "
+                            f"pool has {len(pool_labels):,} images, {int(counts.min()):,} of its "
+                            f"rarest class, and keeps some to validate on; use at most {most:,}")
+
+
 def svm_test_error(train, validation, test, c_grid=SVM_C):
     """A LinearSVC (squared hinge: the L2-SVM) on (features, labels) pairs, features
     standardized on `train`, C chosen by the validation error: (test error, C)."""
@@ -161,6 +175,7 @@ def main(argv=None, args=None):
         config = run.read_config()
         pool_x, pool_y, test_x, test_y, transductive = feature_splits(config)
         labels = args.labels or DEFAULT_LABELS[config["dataset"]]
+        check_label_count(labels, pool_y)
         checkpoint = args.checkpoint or run.newest_checkpoint()
         if not checkpoint:
             raise runs.RunError(f"{run.checkpoint_dir} holds no checkpoint yet")

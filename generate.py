@@ -15,6 +15,11 @@ import quiet_start
 
 MAX_GRID_IMAGES = 64 * 64      # a 64x64 grid is already a 4,000-pixel-wide picture
 MAX_NPZ_IMAGES = 200_000       # 2.4 GB of float32 (3 channels) while generating
+NUM = options.bounded_int(1, MAX_NPZ_IMAGES, "float32 images are held in memory while they are "
+                                             "generated: 200,000 are 2.4 GB")
+WALKS = options.bounded_int(0, MAX_GRID_IMAGES, "0 is off; the walks are rows of one grid")
+WALK_LENGTH = options.bounded_int(2, MAX_GRID_IMAGES, "a walk has two ends; it is a row of one "
+                                                      "grid")
 
 
 def build_parser():
@@ -27,12 +32,12 @@ def build_parser():
         help="a run trained with --g-ema: use the trained weights, not their average")
     group = parser.add_argument_group("what to draw")
     add = group.add_argument
-    add("--num", type=int, default=64, help="how many images")
-    add("--seed", type=int, default=0, help="seed of the z drawn")
-    add("--interpolate", type=int, default=0, metavar="K",
+    add("--num", type=NUM, default=64, help="how many images")
+    add("--seed", type=options.SEED, default=0, help="seed of the z drawn")
+    add("--interpolate", type=WALKS, default=0, metavar="K",
         help="instead of --num random images, K rows of walks through z (the paper's section 6.1)")
-    add("--walk-steps", type=int, default=10, help="images per walk (--interpolate)")
-    add("--walk-points", type=int, default=2,
+    add("--walk-steps", type=WALK_LENGTH, default=10, help="images per walk (--interpolate)")
+    add("--walk-points", type=WALK_LENGTH, default=2,
         help="random z each walk goes through in a straight line each (2: from one to another)")
     group = parser.add_argument_group("output")
     group.add_argument(
@@ -48,13 +53,14 @@ def parse_args(argv=None):
     if args.out is None:
         args.out = os.path.join(args.run, "walks.png" if args.interpolate else "generated.png")
     if args.interpolate:
-        if args.interpolate < 0 or args.walk_points < 2 or args.walk_steps < args.walk_points:
-            parser.error("--interpolate must be positive, --walk-points at least 2 and "
-                         "--walk-steps at least --walk-points")
+        if args.walk_steps < args.walk_points:
+            parser.error("--walk-steps must be at least --walk-points (a walk shows each of its "
+                         "points)")
         args.num = args.interpolate * args.walk_steps
     limit = MAX_GRID_IMAGES if args.out.lower().endswith(".png") else MAX_NPZ_IMAGES
     if not 0 < args.num <= limit:
-        parser.error(f"--num must be in 1..{limit} for a {os.path.splitext(args.out)[1]} file "
+        what = "--interpolate x --walk-steps" if args.interpolate else "--num"
+        parser.error(f"{what} must be in 1..{limit} for a {os.path.splitext(args.out)[1]} file "
                      f"(float32 images are held in memory while they are generated)")
     if os.path.splitext(args.out)[1].lower() not in (".png", ".npz"):
         parser.error("--out must end in .png or .npz")

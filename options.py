@@ -1,10 +1,12 @@
-"""What the entry points share on the command line: the help layout, the settings line, counts.
+"""What the entry points share on the command line: the help layout, the settings line, counts,
+and the bounds every numeric flag is checked against when it is parsed.
 
 Plain Python, no TensorFlow: every entry point builds its parser from this and the
 hyperparameters, and parses its flags before it imports TensorFlow, so `--help` and a mistyped
 flag answer at once instead of after seconds of importing.
 """
 import argparse
+import math
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -56,3 +58,59 @@ def settings_lines(parser, args, extra=None):
     for title, text in (extra or {}).items():
         lines.append(f"  {title}: {text}")
     return lines
+
+
+# --- Bounds, checked when the flags are parsed ------------------------------------------------
+class Bounded:
+    """An argparse `type`: a number within bounds, else argparse's one-line error with the reason.
+
+    Nothing out of bounds reaches NumPy, scikit-learn or TensorFlow's C++, which answer a
+    negative seed with a traceback and a negative thread count with an abort.
+    """
+
+    def __init__(self, kind, low, high, why, low_open=False, high_open=False):
+        self.kind, self.low, self.high, self.why = kind, low, high, why
+        self.low_open, self.high_open = low_open, high_open
+        self.__name__ = kind.__name__  # argparse names the type in "invalid int value"
+
+    def range(self):
+        """'0..4,294,967,295' for integers, '[0, 1)' for floats."""
+        if self.kind is int:
+            return f"{self.low:,}..{self.high:,}"
+        return "([{low:g}, {high:g}])".format(low=self.low, high=self.high).replace(
+            "([", "(" if self.low_open else "[").replace("])", ")" if self.high_open else "]")
+
+    def __call__(self, text):
+        try:
+            value = self.kind(text)
+        except ValueError:
+            what = "an integer" if self.kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        below = value <= self.low if self.low_open else value < self.low
+        above = value >= self.high if self.high_open else value > self.high
+        if below or above or (self.kind is float and not math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be in {self.range()}, not {text} ({self.why})")
+        return value
+
+
+def bounded_int(low, high, why):
+    """An argparse type for an integer in low..high; `why` says what the bounds protect."""
+    return Bounded(int, low, high, why)
+
+
+def bounded_float(low, high, why, low_open=False, high_open=False):
+    """An argparse type for a finite float in [low, high] (or open at either end)."""
+    return Bounded(float, low, high, why, low_open, high_open)
+
+
+SEED = bounded_int(0, 2 ** 32 - 1, "NumPy refuses negative seeds; 32 bits is what every "
+                                   "random generator here takes")
+THREADS = bounded_int(0, 1024, "0 is TensorFlow's choice; its C++ aborts on a negative count, "
+                               "and no machine needs more than 1,024")
+STEPS = bounded_int(1, 2 ** 62, "the step counter is an int64 in the graph and the checkpoints")
+EPOCHS = bounded_int(1, 10 ** 6, "a million epochs of SVHN take years: a larger number is a typo")
+BATCH_SIZE = bounded_int(1, 32768, "the generator's 16x16x128 layer holds 32,768 values an "
+                                   "image; past 2^30 in one tensor TensorFlow's CPU kernels risk "
+                                   "int32 index overflow, and memory runs out first")
+DECAY = bounded_float(0.0, 1.0, "0 is off; a decay of 1 never moves the average",
+                      high_open=True)

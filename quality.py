@@ -22,6 +22,9 @@ DEFAULT_NUM = 5000
 # covariance, so each half needs two images.
 MIN_IMAGES = 4
 MIN_IMAGES_WHY = "two halves of real images of at least 2 each, the least that has a covariance"
+# The generated images are held as float32 while they are scored: 200,000 are 2.4 GB.
+MAX_IMAGES = 200_000
+IMAGES_WHY = f"at least {MIN_IMAGES}: {MIN_IMAGES_WHY}; at most what memory holds as float32"
 
 
 # --- Metrics (plain NumPy / SciPy, tested on known inputs) -----------------------------------

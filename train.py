@@ -27,8 +27,25 @@ DEFAULT_GRID = 6            # 6x6 sample grid
 # Settings a checkpoint is tied to: changing one makes a resumed run meaningless.
 RESUME_KEYS = ("dataset", "splits", "z_dim", "batch_size", "seed", "sample_grid", "g_ema")
 RESUME_DEFAULTS = {"g_ema": 0.0}  # for runs saved before the setting existed
-MAX_SAMPLE_GRID = 32  # 1,024 samples, a 2,048-pixel PNG: beyond that the grid is no use on a screen
 EXIT_NAN, EXIT_INTERRUPTED = 3, 130
+# The bounds of this entry point's own flags, each with what it protects (the shared ones:
+# options.py).
+Z_DIM = options.bounded_int(1, 4096, "the dense layer holds z-dim x 8,192 weights: 4,096 are "
+                                     "128 MB")
+G_STEPS = options.bounded_int(1, 16, "each G update is one more copy of G and D in the step's "
+                                     "graph")
+SAMPLE_GRID = options.bounded_int(1, 32, "32 is 1,024 samples in a 2,048-pixel PNG: beyond that "
+                                         "a grid is no use on a screen")
+EVAL_NUM = options.bounded_int(quality.MIN_IMAGES, quality.MAX_IMAGES, quality.IMAGES_WHY)
+EVAL_EVERY = options.bounded_int(0, 10 ** 6, "0 is never; as --epochs, a larger number is a typo")
+LEARNING_RATE = options.bounded_float(0.0, 3.4e38, "the rate is a float32 in the graph; a rate "
+                                                   "that makes the loss diverge stops the run "
+                                                   "with a message", low_open=True)
+BETA1 = options.bounded_float(0.0, 1.0, "Adam's momentum: at 1 its average never moves",
+                              high_open=True)
+ALPHA = options.bounded_float(0.0, 1.0, "a leaky ReLU slope: 0 is a ReLU, 1 no activation")
+SMOOTH = options.bounded_float(0.0, 1.0, "real labels are 1 - smooth: at 1 they are fake labels",
+                               high_open=True)
 
 
 def build_parser():
@@ -47,30 +64,31 @@ def build_parser():
 
     group = parser.add_argument_group("model (the paper's numbers are the defaults)")
     add = group.add_argument
-    add("--z-dim", type=int, default=hyperparameters.Z_DIM,
+    add("--z-dim", type=Z_DIM, default=hyperparameters.Z_DIM,
         help="size of the noise vector z ~ U(-1, 1)")
-    add("--alpha", type=float, default=hyperparameters.ALPHA,
+    add("--alpha", type=ALPHA, default=hyperparameters.ALPHA,
         help="leaky ReLU slope of the discriminator")
-    add("--g-ema", type=float, default=0.0, metavar="DECAY",
+    add("--g-ema", type=options.DECAY, default=0.0, metavar="DECAY",
         help="also keep an exponential moving average of the generator's weights, updated "
              "after each G update with this decay (0: off; 0.99 suits runs of hundreds of "
              "steps); grids and evaluations then use it")
 
     group = parser.add_argument_group("training")
     add = group.add_argument
-    add("--epochs", type=int, default=DEFAULT_EPOCHS, help="total epochs of the run")
-    add("--max-steps", type=int, default=None,
+    add("--epochs", type=options.EPOCHS, default=DEFAULT_EPOCHS, help="total epochs of the run")
+    add("--max-steps", type=options.STEPS, default=None,
         help="end the run (as an epoch ends) once this many batches have been trained")
-    add("--batch-size", type=int, default=hyperparameters.BATCH_SIZE, help="images per batch")
-    add("--lr", type=float, default=hyperparameters.LEARNING_RATE,
+    add("--batch-size", type=options.BATCH_SIZE, default=hyperparameters.BATCH_SIZE,
+        help="images per batch")
+    add("--lr", type=LEARNING_RATE, default=hyperparameters.LEARNING_RATE,
         help="Adam learning rate, both networks")
-    add("--beta1", type=float, default=hyperparameters.BETA1,
+    add("--beta1", type=BETA1, default=hyperparameters.BETA1,
         help="Adam beta1 (momentum), both networks")
-    add("--smooth", type=float, default=hyperparameters.SMOOTH,
+    add("--smooth", type=SMOOTH, default=hyperparameters.SMOOTH,
         help="one-sided label smoothing: real labels are 1 - smooth")
-    add("--g-steps", type=int, default=hyperparameters.G_STEPS,
+    add("--g-steps", type=G_STEPS, default=hyperparameters.G_STEPS,
         help="generator updates per discriminator update, on the same z")
-    add("--seed", type=int, default=DEFAULT_SEED,
+    add("--seed", type=options.SEED, default=DEFAULT_SEED,
         help="seed of the weights, the data order, every z and the fixed sample z")
     add("--deterministic", action="store_true",
         help="deterministic TensorFlow kernels: the same seed gives the same numbers (slower)")
@@ -80,15 +98,16 @@ def build_parser():
     add("--out", default=None, help="run directory (default: runs/<dataset>)")
     add("--fresh", action="store_true",
         help="start over: move an existing run directory aside to <out>.old-<time> first")
-    add("--log-every", type=int, default=DEFAULT_LOG_EVERY,
+    add("--log-every", type=options.STEPS, default=DEFAULT_LOG_EVERY,
         help="steps between records in metrics.csv and TensorBoard")
-    add("--sample-grid", type=int, default=DEFAULT_GRID, help="sample grid side, in images")
+    add("--sample-grid", type=SAMPLE_GRID, default=DEFAULT_GRID,
+        help="sample grid side, in images")
     add("--raw", action="store_true",
         help="with --g-ema, draw the grids and evaluations from the trained weights instead")
-    add("--eval-every", type=int, default=0,
+    add("--eval-every", type=EVAL_EVERY, default=0,
         help="every this many epochs, measure sample quality (evaluate.py's classifier score, "
              "Frechet distance, class coverage); 0: never")
-    add("--eval-num", type=int, default=quality.DEFAULT_NUM,
+    add("--eval-num", type=EVAL_NUM, default=quality.DEFAULT_NUM,
         help="generated images per evaluation, compared with as many real ones")
 
     group = parser.add_argument_group("performance")
@@ -97,36 +116,16 @@ def build_parser():
         help="compute precision; bfloat16 keeps float32 weights, statistics and losses; it is "
              "faster with AMX or an Ampere+ GPU, and may be slower elsewhere (bench.py "
              "--precision both compares the two here)")
-    add("--intra-op-threads", type=int, default=0,
+    add("--intra-op-threads", type=options.THREADS, default=0,
         help="threads inside one op (0: TensorFlow's choice, one per core)")
-    add("--inter-op-threads", type=int, default=0,
+    add("--inter-op-threads", type=options.THREADS, default=0,
         help="ops run at once (0: TensorFlow's choice)")
     return parser
 
 
 def parse_args(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
-    positive = ("epochs", "batch_size", "z_dim", "g_steps", "log_every", "sample_grid",
-                "eval_num")
-    for name in positive:
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive")
-    if args.eval_every < 0:
-        parser.error("--eval-every must be >= 0")
-    if args.eval_num < quality.MIN_IMAGES:
-        parser.error(f"--eval-num must be at least {quality.MIN_IMAGES}: {quality.MIN_IMAGES_WHY}")
-    if args.sample_grid > MAX_SAMPLE_GRID:
-        parser.error(f"--sample-grid must be at most {MAX_SAMPLE_GRID} ({MAX_SAMPLE_GRID ** 2} "
-                     f"images in one grid)")
-    if args.max_steps is not None and args.max_steps <= 0:
-        parser.error("--max-steps must be positive")
-    if not 0.0 <= args.smooth < 1.0:
-        parser.error("--smooth must be in [0, 1)")
-    if not 0.0 <= args.g_ema < 1.0:
-        parser.error("--g-ema must be in [0, 1)")
-    if not args.lr > 0 or not 0.0 <= args.beta1 < 1.0 or not args.alpha >= 0:
-        parser.error("--lr must be > 0, --beta1 in [0, 1) and --alpha >= 0")
+    args = parser.parse_args(argv)  # every number is checked by its type (the bounds above)
     args.splits = tuple(args.splits.split(",")) if args.splits \
         else data.DEFAULT_SPLITS[args.dataset]
     args.out = os.path.normpath(args.out or os.path.join("runs", args.dataset))
