@@ -3,7 +3,8 @@
 Builds the graph with dcgan.build_model and the session with dcgan.session_config, exactly as
 train.py does, and feeds it through dcgan.step_feed (uint8 batches of a shuffled in-memory
 dataset, z drawn per step), so what is timed is the step train.py runs. After --warmup steps it
-times --steps steps and prints, per configuration (g-steps x channels x precision):
+times --steps steps and prints, per configuration (g-steps x channels x precision, at
+--image-size):
 
   images_per_sec=<float>  (last line when one configuration is asked for; outside checks read it)
 
@@ -41,6 +42,8 @@ def build_parser():
         help="generator updates per D update (default: both 1 and 2)")
     add("--channels", type=int, choices=[1, 3], default=None,
         help="image channels (default: both 3 and 1)")
+    add("--image-size", type=options.IMAGE_SIZE, default=hyperparameters.IMAGE_SIZE,
+        metavar="N", help="as in train.py: the side of the images the networks are built for")
     add("--g-ema", type=options.DECAY, default=0.0, metavar="DECAY",
         help="as in train.py: also update the averaged generator in the step")
     group = parser.add_argument_group("training")
@@ -52,6 +55,10 @@ def build_parser():
     add("--steps", type=TIMED_STEPS, default=30, help="timed steps")
     add("--peak", action="store_true",
         help="also measure the float32 matmul peak (4096^3) and report the share")
+    add("--layers", action="store_true",
+        help="instead of the step, time each layer convolutions.py has a CPU rewrite for, at "
+             "--image-size: TensorFlow's op against the rewrite, forward and both gradients, "
+             "--steps alternating runs each (medians)"),
     add("--json", default=os.path.join("runs", "bench_results.json"),
         help="where to write the results")
     group = parser.add_argument_group("performance")
@@ -77,6 +84,7 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import convolutions  # noqa: E402
 import data  # noqa: E402
 import dcgan  # noqa: E402
 import devices  # noqa: E402
@@ -87,10 +95,11 @@ tf1 = tf.compat.v1
 ALTERNATION_BLOCKS = 5  # --precision both: each precision's steps in this many alternating blocks
 
 
-def flop_count(channels, g_steps, batch_size=1):
+def flop_count(channels, g_steps, batch_size=1, image_size=hyperparameters.IMAGE_SIZE):
     """FLOPs of one training step of build_model, per `batch_size` images.
 
-    Per image, forward multiply-adds, from dcgan.py's architecture: G = dense z -> 4x4x512 plus
+    Per image, forward multiply-adds, from the rule dcgan.py builds the networks by
+    (hyperparameters.generator_filters and discriminator_filters): G = dense z -> 4x4 plus
     the transposed convolutions (input positions x k^2 x C_in x C_out); D = the convolutions
     (output positions x k^2 x C_in x C_out) plus the dense logit. Backward: a weight gradient
     and an input gradient each cost one forward. The D update: G forward; D forward on real and
@@ -100,14 +109,14 @@ def flop_count(channels, g_steps, batch_size=1):
     except for the first G update, which reuses the D update's.
     """
     taps = hyperparameters.KERNEL_SIZE ** 2
-    side, _, base_channels = hyperparameters.G_BASE_SHAPE
-    g_layers = [hyperparameters.Z_DIM * side * side * base_channels]
-    g_channels = (base_channels, *hyperparameters.G_FILTERS, channels)
+    side = hyperparameters.BASE_SIDE
+    g_channels = (*hyperparameters.generator_filters(image_size), channels)
+    g_layers = [hyperparameters.Z_DIM * side * side * g_channels[0]]
     for c_in, c_out in zip(g_channels, g_channels[1:]):
         g_layers.append(side * side * taps * c_in * c_out)
         side *= hyperparameters.STRIDE
-    d_layers, side = [], data.IMAGE_SIZE
-    d_channels = (channels, *hyperparameters.D_FILTERS)
+    d_layers, side = [], image_size
+    d_channels = (channels, *hyperparameters.discriminator_filters(image_size))
     for c_in, c_out in zip(d_channels, d_channels[1:]):
         side //= hyperparameters.STRIDE
         d_layers.append(side * side * taps * c_in * c_out)
@@ -129,12 +138,12 @@ class StepTimer:
         with self.graph.as_default():
             tf1.set_random_seed(0)
             self.model = dcgan.build_model(channels, g_steps=g_steps, precision=precision,
-                                           g_ema_decay=args.g_ema)
+                                           g_ema_decay=args.g_ema, image_size=args.image_size)
             init = tf1.global_variables_initializer()
         self.graph.finalize()
         rng = np.random.default_rng(0)
         self.images = rng.integers(
-            0, 256, (DATASET_IMAGES, data.IMAGE_SIZE, data.IMAGE_SIZE, channels), dtype=np.uint8)
+            0, 256, (DATASET_IMAGES, args.image_size, args.image_size, channels), dtype=np.uint8)
         self.batches = data.BatchIterator(DATASET_IMAGES, args.batch_size, seed=0)
         self.indices = self._index_stream()
         self.session = tf1.Session(graph=self.graph, config=dcgan.session_config(
@@ -159,8 +168,10 @@ class StepTimer:
     def result(self):
         self.session.close()
         images_per_sec = self.batch_size * len(self.step_seconds) / sum(self.step_seconds)
-        flops = flop_count(self.channels, self.g_steps)
+        image_size = self.model.image_size
+        flops = flop_count(self.channels, self.g_steps, image_size=image_size)
         return {"channels": self.channels, "g_steps": self.g_steps, "precision": self.precision,
+                "image_size": image_size,
                 "images_per_sec": images_per_sec, "gflops_per_image": flops / 1e9,
                 "achieved_gflops": images_per_sec * flops / 1e9,
                 "median_step_s": statistics.median(self.step_seconds),
@@ -201,8 +212,8 @@ def matmul_peak(n=4096, reps=10):
 
 def print_result(result, peak):
     share = f" = {100 * result['achieved_gflops'] / peak:.0f}% of the matmul peak" if peak else ""
-    print(f"g_steps={result['g_steps']} channels={result['channels']} "
-          f"precision={result['precision']}: {result['gflops_per_image']:.4f} GFLOP/image, "
+    print(f"image_size={result['image_size']} g_steps={result['g_steps']} "
+          f"channels={result['channels']} precision={result['precision']}: {result['gflops_per_image']:.4f} GFLOP/image, "
           f"{result['achieved_gflops']:.1f} GFLOP/s{share}, median step "
           f"{result['median_step_s'] * 1000:.0f} ms", flush=True)
     print(f"images_per_sec={result['images_per_sec']:.3f}", flush=True)
@@ -215,6 +226,80 @@ def compare_precisions(float32, bfloat16):
     return (f"bfloat16 / float32 = {ratio:.2f}: bfloat16 is {verdict} here "
             f"({bfloat16['images_per_sec']:.1f} vs {float32['images_per_sec']:.1f} images/s, "
             f"steps alternated in {ALTERNATION_BLOCKS} blocks each)")
+
+
+def rewrite_candidates(image_size, channels):
+    """(layer, kind, input [h, w, c_in], output channels, rewrite) of every layer of the
+    networks at `image_size` that convolutions.py has a CPU rewrite for."""
+    g_filters = hyperparameters.generator_filters(image_size)
+    side, half = hyperparameters.BASE_SIDE, image_size // hyperparameters.STRIDE
+    return [
+        ("G deconv2", "transpose", (side, side, g_filters[0]), g_filters[1],
+         convolutions.conv2d_transpose_gemm),
+        ("G image layer", "transpose", (half, half, g_filters[-1]), channels,
+         convolutions.conv2d_transpose_subpixel),
+        ("D conv1", "conv", (image_size, image_size, channels),
+         hyperparameters.discriminator_filters(image_size)[0], convolutions.conv2d_space_to_depth)]
+
+
+def _forward_and_gradients(y, x, kernel):
+    """Scalars that need y and both of its gradients (a scalar out: no copy timed)."""
+    weights = tf.constant(np.random.default_rng(1).standard_normal(y.shape.as_list()[1:]),
+                          tf.float32)
+    loss = tf.reduce_sum(tf.cast(y, tf.float32) * weights)
+    return [loss] + [tf.reduce_sum(tf.cast(g, tf.float32)) for g in tf.gradients(loss, [x, kernel])]
+
+
+def time_layer(kind, shape, out_channels, rewrite, precision, args):
+    """Median seconds of TensorFlow's op and of the rewrite, forward and both gradients, timed
+    in alternation: {'native': s, 'rewritten': s}."""
+    graph = tf.Graph()
+    with graph.as_default():
+        rng = np.random.default_rng(0)
+        dtype = tf.bfloat16 if precision == "bfloat16" else tf.float32
+        x = tf1.get_variable("x", initializer=rng.standard_normal(
+            (args.batch_size, *shape)).astype(np.float32))
+        kernel_shape = (hyperparameters.KERNEL_SIZE, hyperparameters.KERNEL_SIZE) + (
+            (shape[2], out_channels) if kind == "conv" else (out_channels, shape[2]))
+        kernel = tf1.get_variable("kernel", initializer=(0.02 * rng.standard_normal(
+            kernel_shape)).astype(np.float32))
+        x, kernel = tf.cast(x, dtype), tf.cast(kernel, dtype)
+        layer = convolutions.conv2d if kind == "conv" else convolutions.conv2d_transpose
+        fetches = {"native": _forward_and_gradients(
+                       layer(x, kernel, hyperparameters.STRIDE, convolutions.NATIVE), x, kernel),
+                   "rewritten": _forward_and_gradients(rewrite(x, kernel), x, kernel)}
+        init = tf1.global_variables_initializer()
+    times = {name: [] for name in fetches}
+    with tf1.Session(graph=graph, config=dcgan.session_config(
+            args.intra_op_threads, args.inter_op_threads)) as sess:
+        sess.run(init)
+        for _ in range(max(args.warmup, 1)):
+            sess.run(fetches)
+        for rep in range(args.steps):
+            for name in (("native", "rewritten") if rep % 2 == 0 else ("rewritten", "native")):
+                start = time.perf_counter()
+                sess.run(fetches[name])
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def measure_layers(args, precisions, channels_list):
+    """--layers: one line and one result per rewritable layer, channel count and precision."""
+    results = []
+    for precision, channels in itertools.product(precisions, channels_list):
+        for name, kind, shape, out_channels, rewrite in rewrite_candidates(args.image_size,
+                                                                             channels):
+            seconds = time_layer(kind, shape, out_channels, rewrite, precision, args)
+            ratio = seconds["native"] / seconds["rewritten"]
+            print(f"image_size={args.image_size} {precision} {name} "
+                  f"{'x'.join(map(str, shape))} -> {out_channels}: TensorFlow "
+                  f"{1000 * seconds['native']:.1f} ms, rewrite {1000 * seconds['rewritten']:.1f}"
+                  f" ms, TensorFlow / rewrite {ratio:.2f} (batch {args.batch_size}, median of "
+                  f"{args.steps})", flush=True)
+            results.append({"layer": name, "input": list(shape), "out_channels": out_channels,
+                            "precision": precision, "native_s": seconds["native"],
+                            "rewritten_s": seconds["rewritten"], "speedup": ratio})
+    return results
 
 
 def main(argv=None, args=None):
@@ -237,6 +322,9 @@ def main(argv=None, args=None):
     groups = [precisions] if args.precision == "both" else [[p] for p in precisions]
     g_steps_list = [args.g_steps] if args.g_steps else [1, 2]
     channels_list = [args.channels] if args.channels else [3, 1]
+    if args.layers:
+        results = measure_layers(args, precisions, channels_list)
+        g_steps_list = []  # the step is not timed
     for g_steps, channels, group in itertools.product(g_steps_list, channels_list, groups):
         group_results = measure(channels, g_steps, group, args)
         for result in group_results:

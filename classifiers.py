@@ -136,16 +136,17 @@ class Classifier:
         self.session.close()
 
 
-def classifier_split(name, data_dir, download=True, verify=True):
-    """(train images, train labels, held-out images, held-out labels) for a dataset."""
+def classifier_split(name, data_dir, download=True, verify=True, image_size=data.IMAGE_SIZE):
+    """(train images, train labels, held-out images, held-out labels) for a dataset, its images
+    resized to `image_size` (features.py's use; the classifier itself trains at 32x32)."""
     train_splits, heldout_splits, _ = CLASSIFIER_DATA[name]
     if name == "mnist-sample":
-        sample = data.load_dataset(name)
+        sample = data.load_dataset(name, image_size=image_size)
         order = np.random.default_rng(1234).permutation(len(sample.images))
         held, kept = order[:MNIST_SAMPLE_HOLDOUT], order[MNIST_SAMPLE_HOLDOUT:]
         return sample.images[kept], sample.labels[kept], sample.images[held], sample.labels[held]
-    train_set = data.load_dataset(name, data_dir, train_splits, verify, download)
-    heldout = data.load_dataset(name, data_dir, heldout_splits, verify, download)
+    train_set = data.load_dataset(name, data_dir, train_splits, verify, download, image_size)
+    heldout = data.load_dataset(name, data_dir, heldout_splits, verify, download, image_size)
     return train_set.images, train_set.labels, heldout.images, heldout.labels
 
 

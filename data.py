@@ -1,7 +1,9 @@
 """The data: download, verify, parse, scale and batch SVHN and MNIST. No TensorFlow here.
 
 Images are kept as uint8 (N, 32, 32, C) in memory, a quarter of float32's size (SVHN's extra split
-is 1.6 GB as uint8), and scaled to [-1, 1] per batch by `scale` or inside the graph.
+is 1.6 GB as uint8), and scaled to [-1, 1] per batch by `scale` or inside the graph. Every named
+dataset is 32x32 (MNIST padded); at another --image-size it is resized once, as it is loaded
+(`resize`: Pillow's Lanczos filter, antialiased when shrinking), never per batch.
 
 Datasets:
   svhn          the cropped-digit .mat files; train + test (99,289 images) by default.
@@ -80,7 +82,8 @@ class DatasetError(Exception):
 
 
 Dataset = collections.namedtuple("Dataset", "name images labels")
-Dataset.__doc__ = """images: uint8 (N, 32, 32, C); labels: int64 (N,) in 0..9."""
+Dataset.__doc__ = """images: uint8 (N, size, size, C), 32 unless resized; labels: int64 (N,) in
+0..9."""
 
 
 def channels(name):
@@ -104,7 +107,8 @@ def _check_name(name):
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
-def load_dataset(name, data_dir="data", splits=None, verify=True, download=True):
+def load_dataset(name, data_dir="data", splits=None, verify=True, download=True,
+                 image_size=IMAGE_SIZE):
     """Loads a dataset as uint8 images and integer labels, downloading what is missing.
 
     Args:
@@ -114,6 +118,8 @@ def load_dataset(name, data_dir="data", splits=None, verify=True, download=True)
       verify: check each file's MD5 against the published value (False for custom files);
         the format checks always run.
       download: fetch missing files; if False, a missing file is an error and nothing is fetched.
+      image_size: the side of the images returned; the 32x32 images are resized (`resize`) once
+        here if it is another.
 
     Returns:
       A Dataset(name, images, labels).
@@ -122,6 +128,12 @@ def load_dataset(name, data_dir="data", splits=None, verify=True, download=True)
       DatasetError: unknown name or split, a missing file, a failed download, a checksum
         mismatch or a malformed file; the message names the file.
     """
+    name, images, labels = _load_32(name, data_dir, splits, verify, download)
+    return Dataset(name, resize(images, image_size), labels)
+
+
+def _load_32(name, data_dir, splits, verify, download):
+    """load_dataset at the datasets' own 32x32."""
     _check_name(name)
     splits = tuple(splits) if splits else DEFAULT_SPLITS[name]
     known = {"svhn": SVHN_FILES, "mnist": MNIST_FILES, "mnist-sample": {"all": None},
@@ -151,6 +163,26 @@ def load_dataset(name, data_dir="data", splits=None, verify=True, download=True)
     images = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
     labels = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
     return Dataset(name, images, labels)
+
+
+def resize(images, size):
+    """uint8 (N, h, w, C) -> (N, size, size, C) with Pillow's Lanczos filter; the same array when
+    it already has that size.
+
+    Lanczos (a windowed sinc, 3 lobes) is sharp when enlarging, and when shrinking Pillow widens
+    it by the reduction factor, so every source pixel is weighed in (antialiased, unlike a
+    sampling resize). image_folder.py resizes the user's pictures with the same filter.
+    """
+    if images.shape[1:3] == (size, size):
+        return images
+    from PIL import Image  # imported here: only another image size needs it
+
+    resized = np.empty((len(images), size, size, images.shape[3]), np.uint8)
+    for index, image in enumerate(images):
+        picture = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
+        resized[index] = np.asarray(picture.resize((size, size), Image.Resampling.LANCZOS),
+                                    np.uint8).reshape(size, size, -1)
+    return resized
 
 
 # --- Download and integrity ------------------------------------------------------------------

@@ -21,7 +21,8 @@ import data
 import devices
 from hyperparameters import (
     Z_DIM, LEARNING_RATE, BETA1, ALPHA, SMOOTH, INIT_STDDEV, KERNEL_SIZE, STRIDE,
-    BN_EPSILON, BN_MOMENTUM, G_STEPS, G_BASE_SHAPE, G_FILTERS, D_FILTERS, PRECISIONS)
+    BN_EPSILON, BN_MOMENTUM, G_STEPS, IMAGE_SIZE, BASE_SIDE, PRECISIONS, image_size_problem,
+    discriminator_filters, generator_filters)
 
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()
@@ -122,12 +123,20 @@ def _compute_dtype(precision):
     return tf.bfloat16 if precision == "bfloat16" else tf.float32
 
 
-def generator(z, output_dim, reuse=False, training=True, precision="float32",
-              implementation=None, stats_momentum=BN_MOMENTUM):
-    """Maps z to a batch of 32x32 images in [-1, 1].
+def _check_image_size(image_size):
+    problem = image_size_problem(image_size)
+    if problem:
+        raise ValueError(f"image_size: {problem}")
 
-    dense -> 4x4x512 -> BN, ReLU -> deconv 8x8x256 -> BN, ReLU -> deconv 16x16x128 -> BN, ReLU
-    -> deconv 32x32x`output_dim` -> tanh. All deconvolutions 5x5, stride 2, 'SAME'.
+
+def generator(z, output_dim, reuse=False, training=True, precision="float32",
+              implementation=None, stats_momentum=BN_MOMENTUM, image_size=IMAGE_SIZE):
+    """Maps z to a batch of `image_size` x `image_size` images in [-1, 1].
+
+    The layers come from hyperparameters.generator_filters(image_size). At 32: dense -> 4x4x512
+    -> BN, ReLU -> deconv 8x8x256 -> BN, ReLU -> deconv 16x16x128 -> BN, ReLU -> deconv
+    32x32x`output_dim` -> tanh; at 64 the paper's 4x4x1024 -> 8x8x512 -> ... -> 64x64. All
+    deconvolutions 5x5, stride 2, 'SAME'.
 
     Args:
       z: float tensor [batch, z_dim] with a known z_dim.
@@ -140,30 +149,34 @@ def generator(z, output_dim, reuse=False, training=True, precision="float32",
         picks the one for the device TensorFlow sees. The variables are the same either way.
       stats_momentum: in training mode, the momentum of the moving-statistics updates (0 sets
         them to this batch's statistics).
+      image_size: the side of the images (hyperparameters.image_size_problem says which work).
 
     Returns:
-      A float32 tensor [batch, 32, 32, output_dim] in [-1, 1].
+      A float32 tensor [batch, image_size, image_size, output_dim] in [-1, 1].
 
     Raises:
       ValueError: z is not of rank 2 with a known last dimension, output_dim is not a positive
-        integer, or precision is unknown.
+        integer, image_size cannot be built, or precision is unknown.
     """
     _check_positive_int(output_dim, "output_dim")
+    _check_image_size(image_size)
     if z.shape.rank != 2 or z.shape[-1] is None:
         raise ValueError(f"z must have shape [batch, z_dim] with a known z_dim, got {z.shape}")
     dtype = _compute_dtype(precision)
     implementation = _implementation(implementation)
     with tf1.variable_scope(GENERATOR_SCOPE, reuse=reuse):
-        x = _dense(tf.cast(z, dtype), G_BASE_SHAPE[0] * G_BASE_SHAPE[1] * G_BASE_SHAPE[2],
-                   "dense1", use_bias=False)
-        x = tf.reshape(x, [-1, *G_BASE_SHAPE])
+        base_filters, *hidden_filters = generator_filters(image_size)
+        x = _dense(tf.cast(z, dtype), BASE_SIDE * BASE_SIDE * base_filters, "dense1",
+                   use_bias=False)
+        x = tf.reshape(x, [-1, BASE_SIDE, BASE_SIDE, base_filters])
         x = tf.nn.relu(_batch_norm(x, training, "bn1", momentum=stats_momentum))
-        for index, filters in enumerate(G_FILTERS, start=2):
+        for index, filters in enumerate(hidden_filters, start=2):
             x = _conv2d_transpose(x, filters, f"deconv{index}", implementation, use_bias=False)
             x = tf.nn.relu(_batch_norm(x, training, f"bn{index}", momentum=stats_momentum))
-        logits = _conv2d_transpose(x, output_dim, f"deconv{len(G_FILTERS) + 2}", implementation)
+        logits = _conv2d_transpose(x, output_dim, f"deconv{len(hidden_filters) + 2}",
+                                   implementation)
         images = tf.tanh(tf.cast(logits, tf.float32))
-    images.shape.assert_is_compatible_with([None, data.IMAGE_SIZE, data.IMAGE_SIZE, output_dim])
+    images.shape.assert_is_compatible_with([None, image_size, image_size, output_dim])
     return images
 
 
@@ -171,11 +184,12 @@ def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32
                   update_moving_stats=True, implementation=None):
     """Scores a batch of images: the probability that each is real, and its logit.
 
-    conv 64 -> leaky ReLU -> conv 128 -> BN, leaky ReLU -> conv 256 -> BN, leaky ReLU -> flatten
-    -> dense 1. All convolutions 5x5, stride 2, 'SAME'.
+    The layers come from hyperparameters.discriminator_filters of the images' side. At 32: conv
+    64 -> leaky ReLU -> conv 128 -> BN, leaky ReLU -> conv 256 -> BN, leaky ReLU -> flatten ->
+    dense 1; at 64 a conv 512 more. All convolutions 5x5, stride 2, 'SAME', down to 4x4.
 
     Args:
-      x: float tensor [batch, 32, 32, channels] in [-1, 1].
+      x: float tensor [batch, N, N, channels] in [-1, 1], N a size the networks are built at.
       reuse: reuse the variables of an earlier call.
       alpha: leaky ReLU slope for negative inputs.
       training: batch statistics if True, moving statistics if False.
@@ -189,13 +203,10 @@ def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32
       (probability, logits): two float32 tensors of shape [batch, 1].
 
     Raises:
-      ValueError: x is not [batch, 32, 32, channels] with known channels, or alpha is negative,
-        or precision is unknown.
+      ValueError: x is not [batch, N, N, channels] with known channels and a size N the
+        networks are built at, or alpha is negative, or precision is unknown.
     """
-    size = data.IMAGE_SIZE
-    if x.shape.rank != 4 or x.shape[1] != size or x.shape[2] != size or x.shape[3] is None:
-        raise ValueError(f"x must have shape [batch, {size}, {size}, channels] with known "
-                         f"channels, got {x.shape}")
+    _check_image_shape(x)
     if not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
     _, logits = _discriminator_layers(x, reuse, alpha, training, precision, update_moving_stats,
@@ -203,16 +214,28 @@ def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32
     return tf.sigmoid(logits), logits
 
 
+def _check_image_shape(x):
+    """x must be [batch, N, N, channels], channels known, N a size the networks are built at."""
+    if x.shape.rank != 4 or x.shape[1] is None or x.shape[1] != x.shape[2] \
+            or x.shape[3] is None:
+        raise ValueError(f"x must have shape [batch, N, N, channels] with known N and channels, "
+                         f"got {x.shape}")
+    problem = image_size_problem(x.shape[1])
+    if problem:
+        raise ValueError(f"x must have shape [batch, N, N, channels] with N a size the networks "
+                         f"are built at, got {x.shape}: {problem}")
+
+
 def _discriminator_layers(x, reuse, alpha, training, precision, update_moving_stats,
                           implementation):
-    """The discriminator's layers: ([the three convolutional layers' outputs, after leaky ReLU,
-    in the compute dtype], float32 logits [batch, 1])."""
+    """The discriminator's layers: ([each convolutional layer's output, after leaky ReLU, in the
+    compute dtype], float32 logits [batch, 1])."""
     dtype = _compute_dtype(precision)
     implementation = _implementation(implementation)
     activations = []
     with tf1.variable_scope(DISCRIMINATOR_SCOPE, reuse=reuse):
         h = tf.cast(x, dtype)
-        for index, filters in enumerate(D_FILTERS, start=1):
+        for index, filters in enumerate(discriminator_filters(x.shape[1]), start=1):
             batch_norm = index > 1  # no batch norm on the first layer (the paper)
             h = _conv2d(h, filters, f"conv{index}", implementation, use_bias=not batch_norm)
             if batch_norm:
@@ -232,13 +255,18 @@ def discriminator_features(x, alpha=ALPHA, precision="float32", implementation=N
     every convolutional layer's activations max-pooled to a 4x4 grid, flattened, concatenated.
 
     Args:
-      x: float tensor [batch, 32, 32, channels] in [-1, 1].
+      x: float tensor [batch, N, N, channels] in [-1, 1], as in `discriminator`.
       alpha, precision, implementation: as in `discriminator`.
 
     Returns:
-      (features, activations): float32 [batch, 16 * (64 + 128 + 256)] = [batch, 7168], and the
-      layers' activations they were pooled from.
+      (features, activations): float32 [batch, 16 x the sum of the layers' filters] (N=32:
+      16 * (64 + 128 + 256) = 7,168; N=64: 15,360), and the layers' activations they were
+      pooled from.
+
+    Raises:
+      ValueError: as `discriminator`.
     """
+    _check_image_shape(x)
     activations, _ = _discriminator_layers(x, tf1.AUTO_REUSE, alpha, False, precision, False,
                                            implementation)
     pooled = []
@@ -251,14 +279,14 @@ def discriminator_features(x, alpha=ALPHA, precision="float32", implementation=N
     return tf.concat(pooled, axis=1), activations
 
 
-def sampler(z, output_dim, precision="float32", implementation=None):
+def sampler(z, output_dim, precision="float32", implementation=None, image_size=IMAGE_SIZE):
     """The generator in inference mode (moving statistics), sharing the trained weights.
 
     Build it once after the training graph; run it for sample grids and for `generate.py`.
     A sample then depends only on its own z, never on the rest of the batch.
     """
     return generator(z, output_dim, reuse=tf1.AUTO_REUSE, training=False, precision=precision,
-                     implementation=implementation)
+                     implementation=implementation, image_size=image_size)
 
 
 # A Sampler: run `samples` feeding `z` ([batch, z_dim]). An averaged generator's also has
@@ -268,14 +296,14 @@ Sampler = collections.namedtuple("Sampler", "z samples z_dim refresh_stats stats
 
 
 def build_sampler(output_dim, z_dim=Z_DIM, precision="float32", implementation=None,
-                  averaged=False):
+                  averaged=False, image_size=IMAGE_SIZE):
     """A graph of a sampler alone, for generating from a checkpoint: the trained generator, or
     with `averaged` the run's averaged generator (see build_model's g_ema_decay)."""
     _check_positive_int(z_dim, "z_dim")
     z = tf1.placeholder(tf.float32, [None, z_dim], name="z")
     if averaged:
-        return _averaged_sampler(z, output_dim, precision, implementation)
-    samples = sampler(z, output_dim, precision, implementation)
+        return _averaged_sampler(z, output_dim, precision, implementation, image_size)
+    samples = sampler(z, output_dim, precision, implementation, image_size)
     return Sampler(z, samples, z_dim, None, None, tf1.global_variables(GENERATOR_SCOPE + "/"))
 
 
@@ -289,25 +317,27 @@ AVERAGE_SCOPE = "g_ema"
 STANDING_STATS_BATCH = 256  # z per recomputation of the averaged generator's statistics
 
 
-def _averaged_generator(z, output_dim, training, precision, implementation, stats_momentum=0.0):
+def _averaged_generator(z, output_dim, training, precision, implementation, image_size,
+                        stats_momentum=0.0):
     with tf1.variable_scope(AVERAGE_SCOPE, reuse=tf1.AUTO_REUSE):
         images = generator(z, output_dim, reuse=tf1.AUTO_REUSE, training=training,
                            precision=precision, implementation=implementation,
-                           stats_momentum=stats_momentum)
+                           stats_momentum=stats_momentum, image_size=image_size)
     # The copy is not trained: keep it out of the trainable collection.
     trainable = tf1.get_collection_ref(tf1.GraphKeys.TRAINABLE_VARIABLES)
     trainable[:] = [v for v in trainable if not v.op.name.startswith(AVERAGE_SCOPE + "/")]
     return images
 
 
-def _averaged_sampler(z, output_dim, precision, implementation):
+def _averaged_sampler(z, output_dim, precision, implementation, image_size):
     """The averaged generator in inference mode, and the op that sets its statistics from a
     batch of `stats_z` (momentum 0: the statistics of that batch)."""
     stats_z = tf1.placeholder(tf.float32, [None, z.shape[-1]], name="stats_z")
     _, updates = _with_update_ops(lambda: _averaged_generator(stats_z, output_dim, True,
-                                                              precision, implementation))
+                                                              precision, implementation,
+                                                              image_size))
     refresh = tf.group(*updates, name="refresh_averaged_stats")
-    samples = _averaged_generator(z, output_dim, False, precision, implementation)
+    samples = _averaged_generator(z, output_dim, False, precision, implementation, image_size)
     return Sampler(z, samples, z.shape[-1], refresh, stats_z,
                    [v for v in tf1.global_variables(AVERAGE_SCOPE + "/") if not _is_standing(v)])
 
@@ -352,14 +382,14 @@ def draw_z(rng, count, z_dim):
 
 
 def generate_images(sess, sampler, num, rng, batch_size=500):
-    """Runs a prepared Sampler on `num` z drawn from rng; returns float32 (num, 32, 32, C) in
+    """Runs a prepared Sampler on `num` z drawn from rng; returns float32 (num, N, N, C) in
     [-1, 1]."""
     return run_sampler(sess, sampler, draw_z(rng, num, sampler.z_dim), batch_size)
 
 
 def run_sampler(sess, sampler, z, batch_size=500):
     """Runs a prepared Sampler on the given z, batch_size at a time (bounded memory for any
-    count); returns float32 (len(z), 32, 32, C) in [-1, 1]."""
+    count); returns float32 (len(z), N, N, C) in [-1, 1]."""
     return np.concatenate([sess.run(sampler.samples, {sampler.z: z[start:start + batch_size]})
                            for start in range(0, len(z), batch_size)])
 
@@ -414,7 +444,8 @@ def model_loss(input_real, input_z, output_dim, alpha=ALPHA, smooth=SMOOTH, prec
     """The blog post's losses: D and G sigmoid cross-entropy with one-sided label smoothing.
 
     Args:
-      input_real: float tensor [batch, 32, 32, output_dim] of real images in [-1, 1].
+      input_real: float tensor [batch, N, N, output_dim] of real images in [-1, 1]; the
+        generator is built for its size N.
       input_z: float tensor [batch, z_dim].
       output_dim: image channels.
       alpha: leaky ReLU slope of the discriminator.
@@ -429,8 +460,9 @@ def model_loss(input_real, input_z, output_dim, alpha=ALPHA, smooth=SMOOTH, prec
       ValueError: smooth outside [0, 1), or any shape error of the networks.
     """
     _check_smooth(smooth)
-    fake = generator(input_z, output_dim, training=True, precision=precision)
     _check_channels(input_real, output_dim)
+    fake = generator(input_z, output_dim, training=True, precision=precision,
+                     image_size=input_real.shape[1])
     real_prob, real_logits = discriminator(input_real, alpha=alpha, precision=precision)
     fake_prob, fake_logits = discriminator(fake, reuse=True, alpha=alpha, precision=precision,
                                            update_moving_stats=False)
@@ -441,8 +473,9 @@ def model_loss(input_real, input_z, output_dim, alpha=ALPHA, smooth=SMOOTH, prec
 
 def _check_channels(images, output_dim):
     if images.shape.rank != 4 or images.shape[-1] != output_dim:
-        raise ValueError(f"real images must have shape [batch, {data.IMAGE_SIZE}, "
-                         f"{data.IMAGE_SIZE}, {output_dim}], got {images.shape}")
+        raise ValueError(f"real images must have shape [batch, N, N, {output_dim}], got "
+                         f"{images.shape}")
+    _check_image_shape(images)
 
 
 def _trainable_variables(scope):
@@ -502,12 +535,12 @@ def model_optimizers(d_loss, g_loss, learning_rate=LEARNING_RATE, beta1=BETA1):
 # --- The training step as one op -------------------------------------------------------------
 Model = collections.namedtuple(
     "Model", "real_images z train_step d_loss g_loss d_real d_fake global_step output_dim "
-             "z_dim precision implementation sampler averaged start_average")
+             "z_dim precision implementation sampler averaged start_average image_size")
 
 
 def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARNING_RATE,
                 beta1=BETA1, alpha=ALPHA, smooth=SMOOTH, precision="float32",
-                implementation=None, g_ema_decay=0.0):
+                implementation=None, g_ema_decay=0.0, image_size=IMAGE_SIZE):
     """Builds the whole training graph: placeholders, one fused training op, and the sampler.
 
     One run of `train_step` is exactly what the blog post's two `sess.run` calls per batch do
@@ -529,9 +562,11 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
         picks the one for the device TensorFlow sees.
       g_ema_decay: if > 0, after each G update the step also updates an averaged copy of the
         generator's weights, w_avg <- decay w_avg + (1 - decay) w (not in the paper; opt-in).
+      image_size: the side N of the images both networks are built for
+        (hyperparameters.generator_filters and discriminator_filters).
 
     Returns:
-      A Model: `real_images` (uint8 placeholder [batch, 32, 32, output_dim], scaled to [-1, 1] in
+      A Model: `real_images` (uint8 placeholder [batch, N, N, output_dim], scaled to [-1, 1] in
       the graph) and `z` (float32 placeholder [batch, z_dim]) to feed; `train_step` to run;
       `d_loss` (before the D update), `g_loss` (of the first G update, against the updated D),
       mean D(x) `d_real` and mean D(G(z)) `d_fake` to log; `sampler`, the inference-mode
@@ -549,18 +584,20 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
     _check_smooth(smooth)
     if not 0.0 <= g_ema_decay < 1.0:
         raise ValueError(f"g_ema_decay must be in [0, 1), got {g_ema_decay!r}")
+    _check_image_size(image_size)
     implementation = _implementation(implementation)
     networks = dict(precision=precision, implementation=implementation)
+    generates = dict(networks, image_size=image_size)
     d_optimizer = _adam(learning_rate, beta1, "d_adam")
     g_optimizer = _adam(learning_rate, beta1, "g_adam")
-    real_images = tf1.placeholder(tf.uint8, [None, data.IMAGE_SIZE, data.IMAGE_SIZE, output_dim],
+    real_images = tf1.placeholder(tf.uint8, [None, image_size, image_size, output_dim],
                                   name="real_images")
     z = tf1.placeholder(tf.float32, [None, z_dim], name="z")
     global_step = tf1.train.get_or_create_global_step()
     real = scale_pixels(real_images)
 
     # (1) Update D: maximize log D(x) + log(1 - D(G(z))).
-    fake = generator(z, output_dim, training=True, **networks)
+    fake = generator(z, output_dim, training=True, **generates)
     g_stat_updates = _moving_stat_updates(GENERATOR_SCOPE)
     real_prob, real_logits = discriminator(real, alpha=alpha, **networks)
     fake_prob, fake_logits = discriminator(fake, reuse=True, alpha=alpha,
@@ -577,7 +614,7 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
         with tf.control_dependencies([last_update]):
             if index > 0:  # G changed in the previous update: its forward pass is new
                 fake, g_stat_updates = _with_update_ops(lambda: generator(
-                    z, output_dim, reuse=True, training=True, **networks))
+                    z, output_dim, reuse=True, training=True, **generates))
             _, fake_logits_after = discriminator(fake, reuse=True, alpha=alpha,
                                                  update_moving_stats=False, **networks)
             g_losses.append(generator_loss(fake_logits_after))
@@ -585,18 +622,19 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
             last_update = g_optimizer.minimize(g_losses[-1], var_list=g_vars)
         if g_ema_decay:
             if index == 0:  # the averaged generator's variables, once
-                averaged = _averaged_sampler(z, output_dim, precision, implementation)
+                averaged = _averaged_sampler(z, output_dim, precision, implementation,
+                                             image_size)
             last_update = _update_average(g_ema_decay, last_update)
     with tf.control_dependencies([last_update]):
         train_step = tf1.assign_add(global_step, 1, name="train_step")
 
-    samples = sampler(z, output_dim, **networks)
+    samples = sampler(z, output_dim, **generates)
     start_average = tf.group(*[average.assign(variable) for average, variable in _average_pairs()],
                              name="start_average") if averaged else None
     return Model(real_images, z, train_step, d_loss, g_losses[0], tf.reduce_mean(real_prob),
                  tf.reduce_mean(fake_prob), global_step, output_dim, z_dim, precision,
                  implementation, Sampler(z, samples, z_dim, None, None, g_vars), averaged,
-                 start_average)
+                 start_average, image_size)
 
 
 def session_config(intra_op_threads=0, inter_op_threads=0):

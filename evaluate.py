@@ -50,7 +50,8 @@ def evaluate_run(run, num, seed, checkpoint=None, raw=False):
     config = run.read_config()
     name, data_dir = config["dataset"], config.get("data_dir", "data")
     verify = not config.get("skip_checksum", False)
-    dataset = data.load_dataset(name, data_dir, config.get("splits"), verify, download=False)
+    dataset = data.load_dataset(name, data_dir, config.get("splits"), verify, download=False,
+                                image_size=runs.image_size(config))  # as the run trained on
     generated, checkpoint, generator = runs.sample_images(run, num, seed, checkpoint, raw)
     classifier, info = classifiers.load_classifier(name, data_dir, verify=verify)
     try:

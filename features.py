@@ -1,7 +1,8 @@
 """The discriminator as a feature extractor, with few labels: `python features.py --run runs/svhn`.
 
 The DCGAN paper's section 5: every convolutional layer of the trained discriminator (inference
-mode), max-pooled to 4x4, flattened and concatenated (16 x (64 + 128 + 256) = 7,168 features),
+mode), max-pooled to 4x4, flattened and concatenated (16 x (64 + 128 + 256) = 7,168 features at
+32x32; 16 x (64 + 128 + 256 + 512) = 15,360 at 64x64; the images at the run's --image-size),
 then a regularized linear L2-SVM (scikit-learn's LinearSVC, squared hinge) trained on few labeled
 images, its C chosen on a validation split, features standardized on the labeled set. The same
 SVM on the features of an untrained (randomly initialized) discriminator and on raw pixels sits
@@ -77,12 +78,13 @@ def feature_splits(config):
     """(pool images, pool labels, test images, test labels, transductive): labeled and validation
     images are drawn from the pool; `transductive` when the GAN trained on the test images."""
     name, data_dir = config["dataset"], config.get("data_dir", "data")
-    verify = not config.get("skip_checksum", False)
+    verify, size = not config.get("skip_checksum", False), runs.image_size(config)
     if name == "mnist-sample":
-        pool_x, pool_y, test_x, test_y = classifiers.classifier_split(name, data_dir, False, verify)
+        pool_x, pool_y, test_x, test_y = classifiers.classifier_split(name, data_dir, False, verify,
+                                                                      size)
         return pool_x, pool_y, test_x, test_y, True  # the GAN trains on all 5,000 digits
-    train = data.load_dataset(name, data_dir, ("train",), verify, download=False)
-    test = data.load_dataset(name, data_dir, ("test",), verify, download=False)
+    train = data.load_dataset(name, data_dir, ("train",), verify, download=False, image_size=size)
+    test = data.load_dataset(name, data_dir, ("test",), verify, download=False, image_size=size)
     trained_on = config.get("splits") or data.DEFAULT_SPLITS[name]
     return train.images, train.labels, test.images, test.labels, "test" in trained_on
 
@@ -186,14 +188,16 @@ def main(argv=None, args=None):
             "pixels": lambda x: data.scale(x).reshape(len(x), -1)}
         results = {}
         for name, compute in features.items():
+            pool_features = compute(pool_x)
             results[name] = evaluate_features(
-                (compute(pool_x), pool_y), (compute(test_x), test_y), labels,
+                (pool_features, pool_y), (compute(test_x), test_y), labels,
                 VALIDATION_IMAGES[config["dataset"]], args.draws, args.seed)
+            results[name]["features"] = int(pool_features.shape[1])
     except (runs.RunError, data.DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return getattr(error, "exit_code", 1)
     results.update(checkpoint=os.path.basename(checkpoint), dataset=config["dataset"],
-                   transductive=transductive)
+                   transductive=transductive, image_size=int(pool_x.shape[1]))
     print(format_table(results))
     try:
         run.write_features(results)
@@ -206,12 +210,16 @@ def main(argv=None, args=None):
 
 def format_table(results):
     first = results["trained"]
-    lines = [f"{results['dataset']}, {results['checkpoint']}: linear L2-SVM test error with "
+    size = results.get("image_size", data.IMAGE_SIZE)
+    lines = [f"{results['dataset']} at {size}x{size}, {results['checkpoint']}: linear L2-SVM "
+             f"test error with "
              f"{first['labels']} labels, {first['validation_images']} validation and "
              f"{first['test_images']} test images, {first['draws']} draws",
              f"{'features':<34} {'test error':>12} {'spread':>8}"]
-    titles = {"trained": "trained discriminator (7,168)", "untrained":
-              "untrained discriminator (7,168)", "pixels": "raw pixels"}
+    titles = {"trained": "trained discriminator", "untrained": "untrained discriminator",
+              "pixels": "raw pixels"}
+    titles = {name: f"{title} ({results[name]['features']:,})" if "features" in results[name]
+              else title for name, title in titles.items()}
     for name in FEATURE_SETS:
         lines.append(f"{titles[name]:<34} {100 * results[name]['test_error_mean']:>11.2f}% "
                      f"{100 * results[name]['test_error_std']:>7.2f}%")

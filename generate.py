@@ -4,7 +4,8 @@ Restores the newest checkpoint of the run's generator (its averaged copy, if the
 --raw is not given) and samples it in inference mode (batch norm with its moving statistics; the
 averaged copy's recomputed for its own weights). `--interpolate K` draws K walks through z
 instead. `--out *.png` writes a grid; `--out *.npz` writes the images
-under the key `images` as uint8 (N, 32, 32, C), the format evaluation tools read.
+under the key `images` as uint8 (count, N, N, C), N the run's --image-size, the format
+evaluation tools read.
 """
 import math
 import os
@@ -14,7 +15,8 @@ import options
 import quiet_start
 
 MAX_GRID_IMAGES = 64 * 64      # a 64x64 grid is already a 4,000-pixel-wide picture
-MAX_NPZ_IMAGES = 200_000       # 2.4 GB of float32 (3 channels) while generating
+MAX_NPZ_IMAGES = 200_000       # 2.4 GB of float32 (3 channels) while generating, at 32x32
+MAX_NPZ_PIXELS = MAX_NPZ_IMAGES * 32 * 32  # the same bound at every image size
 NUM = options.bounded_int(1, MAX_NPZ_IMAGES, "float32 images are held in memory while they are "
                                              "generated: 200,000 are 2.4 GB")
 WALKS = options.bounded_int(0, MAX_GRID_IMAGES, "0 is off; the walks are rows of one grid")
@@ -112,6 +114,11 @@ def main(argv=None, args=None):
         if args.interpolate:
             z = walk_z(np.random.default_rng(args.seed), args.interpolate, args.walk_steps,
                        args.walk_points, run.read_config()["z_dim"])
+        size = runs.image_size(run.read_config())
+        if args.out.lower().endswith(".npz") and args.num * size * size > MAX_NPZ_PIXELS:
+            raise runs.RunError(f"--num must be at most {MAX_NPZ_PIXELS // (size * size):,} for "
+                                f"this run's {size}x{size} images (float32 images are held in "
+                                f"memory while they are generated)")
         samples = runs.sample_images(run, args.num, args.seed, args.checkpoint, args.raw, z)
         write_images(args.out, samples.images, args.walk_steps if args.interpolate else None)
     except runs.RunError as error:
@@ -121,7 +128,9 @@ def main(argv=None, args=None):
         print(f"error: cannot write {args.out} ({error.strerror})", file=sys.stderr)
         return 1
     what = f"{args.interpolate} walks of {args.walk_steps}" if args.interpolate else args.num
-    print(f"wrote {what} images from {samples.checkpoint}, {samples.generator}, to {args.out}")
+    size = samples.images.shape[1]
+    print(f"wrote {what} images of {size}x{size} from {samples.checkpoint}, {samples.generator}, "
+          f"to {args.out}")
     return 0
 
 

@@ -8,6 +8,8 @@ flag answer at once instead of after seconds of importing.
 import argparse
 import math
 
+import hyperparameters
+
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Each flag's default once: not for switches or unset values, nor where the help says it."""
@@ -114,3 +116,35 @@ BATCH_SIZE = bounded_int(1, 32768, "the generator's 16x16x128 layer holds 32,768
                                    "int32 index overflow, and memory runs out first")
 DECAY = bounded_float(0.0, 1.0, "0 is off; a decay of 1 never moves the average",
                       high_open=True)
+
+
+class ImageSize(Bounded):
+    """An argparse type: an image side the networks can be built at (hyperparameters' rule):
+    within MIN_IMAGE_SIZE..MAX_IMAGE_SIZE, and a power of two."""
+
+    def __init__(self):
+        super().__init__(int, hyperparameters.MIN_IMAGE_SIZE, hyperparameters.MAX_IMAGE_SIZE,
+                         "a power of two; below 16 the networks are no longer the DCGAN "
+                         "architecture, 128 is the largest size measured and tested")
+
+    def __call__(self, text):
+        value = super().__call__(text)
+        problem = hyperparameters.image_size_problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+
+IMAGE_SIZE = ImageSize()
+
+
+def batch_size_problem(batch_size, image_size):
+    """Why a batch is too large for the networks at `image_size`, or None: BATCH_SIZE's reason,
+    one tensor past 2^30 values, for the largest layer at that size."""
+    limit = 2 ** 30 // hyperparameters.largest_layer_values(image_size)
+    if batch_size > limit:
+        return (f"at --image-size {image_size} it must be at most {limit:,}: the networks' "
+                f"largest layer holds {hyperparameters.largest_layer_values(image_size):,} "
+                f"values an image, and past 2^30 in one tensor TensorFlow's CPU kernels risk "
+                f"int32 index overflow")
+    return None

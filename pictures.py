@@ -19,7 +19,7 @@ def _pyplot():
 
 
 GRID_GAP = 2      # white pixels between tiles
-TILE_SCALE = 2    # each image pixel drawn as 2x2 screen pixels: 32x32 samples become 64x64 tiles
+MIN_TILE_PIXELS = 64  # small samples are enlarged (whole pixels) to tiles at least this wide
 TITLE_PIXELS = 24
 DPI = 100         # the figure is sized so that one grid pixel is one PNG pixel
 
@@ -39,6 +39,12 @@ def tile_images(images, columns, scale=1):
     return grid
 
 
+def tile_scale(image_size):
+    """Screen pixels per image pixel in a grid: 32x32 samples drawn 2x2 (64-pixel tiles), 16x16
+    4x4, 64x64 and larger 1:1."""
+    return max(1, -(-MIN_TILE_PIXELS // image_size))
+
+
 def save_grid_png(path, images, columns, title=None):
     """Saves a (titled) grid of [-1, 1] images, `columns` per row, as a PNG; returns its bytes.
 
@@ -47,7 +53,7 @@ def save_grid_png(path, images, columns, title=None):
     """
     plt = _pyplot()
 
-    grid = tile_images(data.to_uint8(images), columns, TILE_SCALE)
+    grid = tile_images(data.to_uint8(images), columns, tile_scale(images.shape[1]))
     height, width = grid.shape[:2]
     title_height = TITLE_PIXELS if title else 0
     figure = plt.figure(figsize=(width / DPI, (height + title_height) / DPI))

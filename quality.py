@@ -11,10 +11,14 @@ generated images with a classifier trained on the real labeled images, offline:
                      2.303 is uniform) and the smallest class share (0.1 is uniform).
 
 The same numbers for two disjoint halves of the real data are the floor a perfect generator would
-reach. The classifier is trained once per dataset and cached under <data-dir>/classifiers/.
+reach. The classifier is trained once per dataset and cached under <data-dir>/classifiers/. It
+sees 32x32 images: a run at another --image-size has its generated and its real images resized
+to 32x32 alike (data.resize) before they are scored, so neither side gains from the resize.
 """
 import numpy as np
 import scipy.linalg
+
+import data
 
 NUM_CLASSES = 10
 DEFAULT_NUM = 5000
@@ -72,10 +76,19 @@ def class_coverage(probabilities):
 def quality(classifier, generated, real, seed=0):
     """All numbers for generated uint8 images against real uint8 images, and the real floor.
 
-    The floor compares two disjoint halves of `real` (each at most len(generated) images).
+    The floor compares two disjoint halves of `real` (each at most len(generated) images). Images
+    of another size than the classifier's 32x32, generated and real alike, are resized to it
+    first with the same filter.
+
+    Raises:
+      ValueError: the generated and the real images differ in size.
     """
-    gen_probabilities, gen_features = classifier.predict(generated)
-    real_probabilities, real_features = classifier.predict(real)
+    if generated.shape[1:] != real.shape[1:]:
+        raise ValueError(f"generated images {generated.shape[1:]} and real ones "
+                         f"{real.shape[1:]} differ in shape")
+    image_size = generated.shape[1]
+    gen_probabilities, gen_features = classifier.predict(data.resize(generated, data.IMAGE_SIZE))
+    real_probabilities, real_features = classifier.predict(data.resize(real, data.IMAGE_SIZE))
     order = np.random.default_rng(seed).permutation(len(real))
     half = min(len(real) // 2, len(generated))
     first, second = order[:half], order[half:2 * half]
@@ -89,6 +102,7 @@ def quality(classifier, generated, real, seed=0):
         "real_frechet_distance": frechet_distance(real_features[first], real_features[second]),
         "real_class_entropy": real_entropy, "real_min_class_share": real_smallest,
         "num_generated": len(generated), "num_real": len(real), "num_real_half": int(half),
+        "image_size": int(image_size), "scored_size": data.IMAGE_SIZE,
     }
 
 
@@ -99,8 +113,14 @@ def real_images(dataset, num, seed=0):
 
 
 def format_quality(result):
+    size, scored = result.get("image_size", data.IMAGE_SIZE), result.get("scored_size",
+                                                                           data.IMAGE_SIZE)
+    resized = "" if size == scored else (
+        f" (scored at {scored}x{scored}: the classifier's size; the generated and the real "
+        f"{size}x{size} images both resized to it with the same Lanczos filter)")
     return (f"classifier score {result['classifier_score']:.3f} (real {result['real_classifier_score']:.3f}), "
             f"Frechet distance {result['frechet_distance']:.3f} (real halves "
             f"{result['real_frechet_distance']:.3f}), class entropy {result['class_entropy']:.3f} "
             f"(real {result['real_class_entropy']:.3f}), smallest class share "
-            f"{result['min_class_share']:.3f} (real {result['real_min_class_share']:.3f})")
+            f"{result['min_class_share']:.3f} (real {result['real_min_class_share']:.3f})"
+            + resized)

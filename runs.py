@@ -37,6 +37,7 @@ import tensorflow as tf
 
 import data
 import dcgan
+import hyperparameters
 
 tf1 = tf.compat.v1
 
@@ -584,7 +585,8 @@ class RunDir:
         return config
 
     def read_config(self, required=("dataset", "output_dim", "z_dim")):
-        """The settings train.py saved, as a dict; `output_dim` and `z_dim` checked.
+        """The settings train.py saved, as a dict; `output_dim`, `z_dim` and `image_size`
+        checked.
 
         Raises:
           RunError: no config.json (not a run directory), damaged, or a required key missing.
@@ -603,6 +605,9 @@ class RunDir:
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise RunError(f"{self.config_path}: {key} must be a positive integer, got "
                                f"{value!r}; the file is damaged")
+        problem = hyperparameters.image_size_problem(image_size(config))
+        if problem:
+            raise RunError(f"{self.config_path}: {problem}; the file is damaged")
         return config
 
     def check_resumable(self, settings, keys, defaults=None):
@@ -912,6 +917,11 @@ class MetricsLog:
 Samples = collections.namedtuple("Samples", "images checkpoint generator")
 
 
+def image_size(config):
+    """The image size of a run's settings (a run saved before the setting existed: 32)."""
+    return config.get("image_size", hyperparameters.IMAGE_SIZE)
+
+
 def sample_images(run, num, seed, checkpoint=None, raw=False, z=None):
     """Restores a generator of a RunDir's checkpoint (default: the newest that restores) and
     samples it in inference mode: the averaged generator when the run keeps one (--g-ema) and
@@ -926,7 +936,8 @@ def sample_images(run, num, seed, checkpoint=None, raw=False, z=None):
       z: float32 [n, z_dim] to sample instead of random z.
 
     Returns:
-      Samples(float32 images in [-1, 1] of shape (n, 32, 32, C), the checkpoint used, which
+      Samples(float32 images in [-1, 1] of shape (n, N, N, C) (N the run's image size), the
+      checkpoint used, which
       generator: 'averaged generator (decay D)' or 'trained generator').
 
     Raises:
@@ -939,7 +950,8 @@ def sample_images(run, num, seed, checkpoint=None, raw=False, z=None):
     with graph.as_default():
         tf1.set_random_seed(seed)  # the restore overwrites the initial weights; set for determinism
         sampler = dcgan.build_sampler(config["output_dim"], config["z_dim"],
-                                      config.get("precision", "float32"), averaged=averaged)
+                                      config.get("precision", "float32"), averaged=averaged,
+                                      image_size=image_size(config))
         saver = tf1.train.Saver(sampler.variables)
         init = tf1.global_variables_initializer()  # what the checkpoint does not hold
     graph.finalize()

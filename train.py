@@ -25,8 +25,10 @@ DEFAULT_SEED = 0
 DEFAULT_LOG_EVERY = 10
 DEFAULT_GRID = 6            # 6x6 sample grid
 # Settings a checkpoint is tied to: changing one makes a resumed run meaningless.
-RESUME_KEYS = ("dataset", "splits", "z_dim", "batch_size", "seed", "sample_grid", "g_ema")
-RESUME_DEFAULTS = {"g_ema": 0.0}  # for runs saved before the setting existed
+RESUME_KEYS = ("dataset", "splits", "image_size", "z_dim", "batch_size", "seed", "sample_grid",
+               "g_ema")
+# For runs saved before the setting existed.
+RESUME_DEFAULTS = {"g_ema": 0.0, "image_size": hyperparameters.IMAGE_SIZE}
 EXIT_NAN, EXIT_INTERRUPTED = 3, 130
 # The bounds of this entry point's own flags, each with what it protects (the shared ones:
 # options.py).
@@ -64,6 +66,12 @@ def build_parser():
 
     group = parser.add_argument_group("model (the paper's numbers are the defaults)")
     add = group.add_argument
+    add("--image-size", type=options.IMAGE_SIZE, default=hyperparameters.IMAGE_SIZE,
+        metavar="N",
+        help=f"side of the images in pixels, a power of two from "
+             f"{hyperparameters.MIN_IMAGE_SIZE} to {hyperparameters.MAX_IMAGE_SIZE}; one rule "
+             f"builds both networks (64: the paper's Figure 1 network); the 32x32 datasets are "
+             f"resized once as they load")
     add("--z-dim", type=Z_DIM, default=hyperparameters.Z_DIM,
         help="size of the noise vector z ~ U(-1, 1)")
     add("--alpha", type=ALPHA, default=hyperparameters.ALPHA,
@@ -126,6 +134,9 @@ def build_parser():
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)  # every number is checked by its type (the bounds above)
+    problem = options.batch_size_problem(args.batch_size, args.image_size)
+    if problem:
+        parser.error(f"argument --batch-size: {problem}")
     args.splits = tuple(args.splits.split(",")) if args.splits \
         else data.DEFAULT_SPLITS[args.dataset]
     args.out = os.path.normpath(args.out or os.path.join("runs", args.dataset))
@@ -177,7 +188,8 @@ def load_data(args):
     """The dataset and its batch iterator, or a RunError saying what is wrong with them."""
     try:
         dataset = data.load_dataset(args.dataset, args.data_dir, args.splits,
-                                    verify=not args.skip_checksum, download=not args.no_download)
+                                    verify=not args.skip_checksum, download=not args.no_download,
+                                    image_size=args.image_size)
     except data.DatasetError as error:
         raise runs.RunError(str(error)) from None
     try:
@@ -221,7 +233,8 @@ def build_graph(args, output_dim):
         model = dcgan.build_model(
             output_dim, z_dim=args.z_dim, g_steps=args.g_steps, learning_rate=args.lr,
             beta1=args.beta1, alpha=args.alpha, smooth=args.smooth, precision=args.precision,
-            g_ema_decay=args.g_ema)  # the convolutions: those for the device TensorFlow sees
+            g_ema_decay=args.g_ema, image_size=args.image_size)
+        # (the convolutions: those for the device TensorFlow sees)
         initial_fixed_z = dcgan.draw_z(np.random.default_rng([args.seed, 1]),
                                        args.sample_grid ** 2, args.z_dim)
         with tf1.variable_scope("run_state"):
@@ -443,8 +456,10 @@ def train_in(run, args, claim):
     output_dim = int(dataset.images.shape[-1])
     settings = dict(vars(args), splits=list(args.splits), output_dim=output_dim,
                     num_images=len(dataset.images), tensorflow=tf.__version__)
+    resized = "" if args.image_size == data.IMAGE_SIZE else \
+        f", resized from {data.IMAGE_SIZE}x{data.IMAGE_SIZE} (Lanczos)"
     derived = {"the data": f"{options.plural(len(dataset.images), 'image')} of "
-                           f"{options.plural(output_dim, 'channel')}",
+                           f"{args.image_size}x{args.image_size}x{output_dim}{resized}",
                "tensorflow": tf.__version__}
     print("\n".join(["settings (config.json keeps them all):",
                      *options.settings_lines(build_parser(), args, derived)]))

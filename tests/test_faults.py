@@ -329,7 +329,7 @@ def test_generate_passes_over_a_damaged_newest_checkpoint(run, tmp_path, capsys)
     before = snapshot(run)
     assert generate.main(["--run", str(run), "--num", "4", "--out", str(tmp_path / "g.npz")]) == 0
     out = capsys.readouterr().out
-    assert "passed over the damaged checkpoint" in out and "wrote 4 images from" in out
+    assert "passed over the damaged checkpoint" in out and "wrote 4 images of 32x32 from" in out
     assert "model-4" in out.splitlines()[-1]
     assert snapshot(run) == before  # a reader never moves anything
     assert generate.main(["--run", str(run), "--checkpoint", str(run / "checkpoints" / "model-8"),
