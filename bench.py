@@ -16,6 +16,8 @@ out. A JSON file (--json) records settings, results and versions.
   python bench.py                                   # every configuration this machine supports
   python bench.py --g-steps 1 --channels 3 --precision float32
   python bench.py --peak                            # also the float32 matmul peak of this machine
+  python bench.py --image-size 64 --g-steps 1 --channels 3   # the paper's 64x64 network
+  python bench.py --layers --image-size 64          # each CPU rewrite against TensorFlow's op
 """
 import itertools
 import os
