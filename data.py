@@ -24,6 +24,8 @@ import urllib.request
 
 import numpy as np
 
+import image_folder
+
 IMAGE_SIZE = 32
 MNIST_SIZE = 28
 PIXEL_HALF_RANGE = 127.5  # pixels 0..255 <-> [-1, 1]: x / 127.5 - 1
@@ -81,9 +83,15 @@ class DatasetError(Exception):
     """Any problem with a dataset: missing, failed download, checksum, or format. Names the file."""
 
 
-Dataset = collections.namedtuple("Dataset", "name images labels")
+FOLDER = "folder"  # --dataset folder --images PATH: the user's own pictures (image_folder.py)
+FOLDER_CACHES = "folders"  # under --data-dir: one cache folder per image folder
+
+Dataset = collections.namedtuple("Dataset", "name images labels classes fingerprint changes",
+                                 defaults=(None, None, None))
 Dataset.__doc__ = """images: uint8 (N, size, size, C), 32 unless resized; labels: int64 (N,) in
-0..9."""
+0..9 (a folder's: its classes' indices, or None for a flat folder); for a folder also classes (the
+sub-folder names or None), fingerprint (image_folder.fingerprint) and changes (what changed in it
+since its cache was built, or None)."""
 
 
 def channels(name):
@@ -128,8 +136,8 @@ def load_dataset(name, data_dir="data", splits=None, verify=True, download=True,
       DatasetError: unknown name or split, a missing file, a failed download, a checksum
         mismatch or a malformed file; the message names the file.
     """
-    name, images, labels = _load_32(name, data_dir, splits, verify, download)
-    return Dataset(name, resize(images, image_size), labels)
+    dataset = _load_32(name, data_dir, splits, verify, download)
+    return dataset._replace(images=resize(dataset.images, image_size))
 
 
 def _load_32(name, data_dir, splits, verify, download):
@@ -163,6 +171,25 @@ def _load_32(name, data_dir, splits, verify, download):
     images = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
     labels = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
     return Dataset(name, images, labels)
+
+
+def load_folder(root, data_dir="data", image_size=IMAGE_SIZE, channels=None, fit="crop",
+                log=print):
+    """A folder of the user's images (image_folder.load), cached under <data_dir>/folders/.
+
+    Raises:
+      DatasetError: the folder is missing, not a folder, holds no usable image, or its cache
+        cannot be written; one line naming the path.
+    """
+    try:
+        loaded = image_folder.load(root, os.path.join(data_dir, FOLDER_CACHES), image_size,
+                                   channels, fit)
+    except image_folder.FolderError as error:
+        raise DatasetError(str(error)) from None
+    for message in loaded.messages:
+        log(message)
+    return Dataset(FOLDER, loaded.images, loaded.labels, loaded.classes, loaded.fingerprint,
+                   loaded.changes)
 
 
 def resize(images, size):

@@ -49,6 +49,9 @@ def evaluate_run(run, num, seed, checkpoint=None, raw=False):
     with the checkpoint, its step and the classifier's held-out accuracy, checkpoint path)."""
     config = run.read_config()
     name, data_dir = config["dataset"], config.get("data_dir", "data")
+    if name == data.FOLDER:
+        raise runs.RunError("evaluate.py does not score runs of --dataset folder yet: the "
+                            "classifier it needs, trained on the folder's classes, is not built")
     verify = not config.get("skip_checksum", False)
     dataset = data.load_dataset(name, data_dir, config.get("splits"), verify, download=False,
                                 image_size=runs.image_size(config))  # as the run trained on

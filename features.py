@@ -78,6 +78,9 @@ def feature_splits(config):
     """(pool images, pool labels, test images, test labels, transductive): labeled and validation
     images are drawn from the pool; `transductive` when the GAN trained on the test images."""
     name, data_dir = config["dataset"], config.get("data_dir", "data")
+    if name == data.FOLDER:
+        raise runs.RunError("features.py does not work on runs of --dataset folder yet: it needs "
+                            "labeled test images drawn from the folder's classes, not built")
     verify, size = not config.get("skip_checksum", False), runs.image_size(config)
     if name == "mnist-sample":
         pool_x, pool_y, test_x, test_y = classifiers.classifier_split(name, data_dir, False, verify,

@@ -45,10 +45,12 @@ class FolderError(Exception):
 
 
 FolderImages = collections.namedtuple(
-    "FolderImages", "images labels classes fingerprint count cache_dir used_cache messages")
+    "FolderImages",
+    "images labels classes fingerprint count cache_dir used_cache messages changes")
 FolderImages.__doc__ = """images: uint8 (N, size, size, C), memory-mapped; labels: int64 (N,) or
 None (a flat folder); classes: the sub-folder names or None; fingerprint: a hash of the manifest;
-messages: what the load did, a line each (the caller prints them)."""
+messages: what the load did, a line each (the caller prints them); changes: what changed in the
+folder since its cache was built (describe_change), or None."""
 
 
 # --- Finding the images ----------------------------------------------------------------------
@@ -229,21 +231,23 @@ def describe_change(old_files, new_files):
 
 
 def _open_cache(folder, key, files, settings):
-    """The cached (images, labels, manifest) for exactly these files and settings, or (None,
-    the reason it cannot be used: nothing cached, the folder changed, damage)."""
+    """((images, labels, manifest), None, None) from the cache for exactly these files and
+    settings, or (None, the reason it cannot be used -- None when nothing is cached --, what
+    changed in the folder or None)."""
     manifest_path = os.path.join(folder, f"manifest-{key}.json")
     if not os.path.exists(manifest_path):
-        return None, None
+        return None, None, None
     try:
         with open(manifest_path, encoding="utf-8") as handle:
             manifest = json.load(handle)
         if manifest.get("format_version") != FORMAT_VERSION:
-            return None, "it was written by another version of this program"
+            return None, "it was written by another version of this program", None
         old_files = [tuple(entry) for entry in manifest["files"]]
         if old_files != files:
-            return None, f"the folder changed: {describe_change(old_files, files)}"
+            changes = describe_change(old_files, files)
+            return None, f"the folder changed: {changes}", changes
         if manifest["settings"]["requested_channels"] != settings["requested_channels"]:
-            return None, "its settings differ"
+            return None, "its settings differ", None
         images = np.load(os.path.join(folder, manifest["images_file"]), mmap_mode="r")
         labels = np.load(os.path.join(folder, manifest["labels_file"])) \
             if manifest.get("labels_file") else None
@@ -251,10 +255,10 @@ def _open_cache(folder, key, files, settings):
                     manifest["settings"]["channels"])
         if images.dtype != np.uint8 or images.shape != expected or (
                 labels is not None and labels.shape != (manifest["count"],)):
-            return None, f"its images file does not hold {expected} uint8 images"
-        return (images, labels, manifest), None
+            return None, f"its images file does not hold {expected} uint8 images", None
+        return (images, labels, manifest), None, None
     except (OSError, ValueError, KeyError, TypeError) as error:
-        return None, f"it is damaged ({type(error).__name__}: {error})"
+        return None, f"it is damaged ({type(error).__name__}: {error})", None
 
 
 def _resolve_channels(root, files, channels, workers):
@@ -281,8 +285,8 @@ def _build(root, folder, key, files, classes, settings, workers, progress):
                                            (max(len(files), 1), size, size, channels))
         kept = 0
         with concurrent.futures.ThreadPoolExecutor(workers) as pool, \
-                tqdm(total=len(files), unit="image", desc="decoding", disable=not progress,
-                     leave=False) as bar:
+                tqdm(total=len(files), unit="image", desc="decoding", leave=False,
+                     disable=None if progress else True) as bar:  # None: on a terminal only
             for first in range(0, len(files), _DECODE_WINDOW):
                 window = files[first:first + _DECODE_WINDOW]
                 results = pool.map(lambda entry: decode(os.path.join(root, entry[0]), size,
@@ -359,7 +363,7 @@ def load(root, cache_root, size, channels=None, fit="crop", workers=None, progre
       channels: 1 or 3; None: 1 when every image is gray, else 3.
       fit: 'crop' (centre square) or 'stretch' (the whole image, squeezed into the square).
       workers: decoding threads (default: one per core).
-      progress: draw a progress bar while decoding.
+      progress: draw a progress bar while decoding (on a terminal only).
 
     Returns:
       FolderImages.
@@ -381,7 +385,7 @@ def load(root, cache_root, size, channels=None, fit="crop", workers=None, progre
     key = _key(size, channels, fit)
     requested = {"size": size, "requested_channels": channels, "fit": fit,
                  "background": list(BACKGROUND)}
-    cached, reason = _open_cache(folder, key, files, requested)
+    cached, reason, changes = _open_cache(folder, key, files, requested)
     messages = []
     if cached:
         images, labels, manifest = cached
@@ -390,7 +394,7 @@ def load(root, cache_root, size, channels=None, fit="crop", workers=None, progre
             messages.append(f"({manifest['skipped']:,} files skipped when it was built; all of "
                             f"them in {os.path.join(folder, manifest['skipped_file'])})")
         return FolderImages(images, labels, manifest["classes"], fingerprint(manifest),
-                            manifest["count"], folder, True, messages)
+                            manifest["count"], folder, True, messages, None)
     if reason:
         messages.append(f"rebuilding the cache of {root}: {reason}")
     try:
@@ -410,4 +414,4 @@ def load(root, cache_root, size, channels=None, fit="crop", workers=None, progre
                         f"({_skip_summary(skipped)}); all of them in "
                         f"{os.path.join(folder, manifest['skipped_file'])}")
     return FolderImages(images, labels, classes, fingerprint(manifest), manifest["count"],
-                        folder, False, messages)
+                        folder, False, messages, changes)

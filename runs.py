@@ -584,6 +584,10 @@ class RunDir:
                            f"start over with --fresh")
         return config
 
+    def saved_config(self):
+        """The settings a run saved here, None before its first start; RunError if damaged."""
+        return self._load_config()
+
     def read_config(self, required=("dataset", "output_dim", "z_dim")):
         """The settings train.py saved, as a dict; `output_dim`, `z_dim` and `image_size`
         checked.

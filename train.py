@@ -13,8 +13,9 @@ import struct
 import sys
 import time
 
-import data  # NumPy only, like the three below: the flags are parsed before TensorFlow loads
+import data  # NumPy only, like the four below: the flags are parsed before TensorFlow loads
 import hyperparameters
+import image_folder
 import options
 import quality
 import quiet_start
@@ -25,10 +26,11 @@ DEFAULT_SEED = 0
 DEFAULT_LOG_EVERY = 10
 DEFAULT_GRID = 6            # 6x6 sample grid
 # Settings a checkpoint is tied to: changing one makes a resumed run meaningless.
-RESUME_KEYS = ("dataset", "splits", "image_size", "z_dim", "batch_size", "seed", "sample_grid",
-               "g_ema")
+RESUME_KEYS = ("dataset", "splits", "images", "channels", "fit", "image_size", "z_dim",
+               "batch_size", "seed", "sample_grid", "g_ema")
 # For runs saved before the setting existed.
-RESUME_DEFAULTS = {"g_ema": 0.0, "image_size": hyperparameters.IMAGE_SIZE}
+RESUME_DEFAULTS = {"g_ema": 0.0, "image_size": hyperparameters.IMAGE_SIZE, "images": None,
+                   "channels": None, "fit": None}
 EXIT_NAN, EXIT_INTERRUPTED = 3, 130
 # The bounds of this entry point's own flags, each with what it protects (the shared ones:
 # options.py).
@@ -51,10 +53,21 @@ SMOOTH = options.bounded_float(0.0, 1.0, "real labels are 1 - smooth: at 1 they 
 
 
 def build_parser():
-    parser = options.new_parser("Train a DCGAN (TF1 graph mode) on SVHN or MNIST.")
+    parser = options.new_parser("Train a DCGAN (TF1 graph mode) on SVHN, MNIST, CIFAR-10 or a "
+                                "folder of your own images.")
     group = parser.add_argument_group("data")
     add = group.add_argument
-    add("--dataset", default="svhn", choices=data.DATASETS, help="what to train on")
+    add("--dataset", default="svhn", choices=(*data.DATASETS, data.FOLDER),
+        help="what to train on; folder: the images under --images")
+    add("--images", default=None, metavar="FOLDER",
+        help="with --dataset folder: the folder of images (JPEG, PNG, BMP, GIF, WebP, TIFF, "
+             "found recursively; its sub-folders are the classes when they hold all of them)")
+    add("--channels", type=int, choices=(1, 3), default=None,
+        help="with --dataset folder: 1 (grayscale) or 3 (RGB); default: 1 when every image is "
+             "gray, else 3")
+    add("--fit", choices=image_folder.FITS, default=None,
+        help="with --dataset folder: crop the centre square, or stretch the whole image into "
+             "the square (default: crop)")
     add("--splits", default=None,
         help="comma-separated dataset splits to train on (svhn: train,test,extra; mnist: "
              "train,test); default: train and test")
@@ -137,9 +150,26 @@ def parse_args(argv=None):
     problem = options.batch_size_problem(args.batch_size, args.image_size)
     if problem:
         parser.error(f"argument --batch-size: {problem}")
-    args.splits = tuple(args.splits.split(",")) if args.splits \
-        else data.DEFAULT_SPLITS[args.dataset]
-    args.out = os.path.normpath(args.out or os.path.join("runs", args.dataset))
+    folder = args.dataset == data.FOLDER
+    if folder != (args.images is not None):
+        parser.error("--dataset folder needs --images FOLDER" if folder else
+                     "--images goes with --dataset folder")
+    if not folder and (args.channels is not None or args.fit is not None):
+        parser.error("--channels and --fit go with --dataset folder (the named datasets have "
+                     "their own channels and are square)")
+    if folder and args.eval_every:
+        parser.error("--eval-every does not work with --dataset folder yet: the classifier it "
+                     "needs, trained on the folder's classes, is not built")
+    if folder and args.splits:
+        parser.error("--splits does not apply to --dataset folder: it trains on every image")
+    if folder:
+        args.images = os.path.normpath(args.images)
+        args.splits, args.fit = ("all",), args.fit or image_folder.FITS[0]
+    else:
+        args.splits = tuple(args.splits.split(",")) if args.splits \
+            else data.DEFAULT_SPLITS[args.dataset]
+    name = os.path.basename(os.path.abspath(args.images)) if folder else args.dataset
+    args.out = os.path.normpath(args.out or os.path.join("runs", name))
     return args
 
 
@@ -187,9 +217,13 @@ class Interrupt:
 def load_data(args):
     """The dataset and its batch iterator, or a RunError saying what is wrong with them."""
     try:
-        dataset = data.load_dataset(args.dataset, args.data_dir, args.splits,
-                                    verify=not args.skip_checksum, download=not args.no_download,
-                                    image_size=args.image_size)
+        if args.dataset == data.FOLDER:
+            dataset = data.load_folder(args.images, args.data_dir, args.image_size,
+                                       args.channels, args.fit)
+        else:
+            dataset = data.load_dataset(args.dataset, args.data_dir, args.splits,
+                                        verify=not args.skip_checksum,
+                                        download=not args.no_download, image_size=args.image_size)
     except data.DatasetError as error:
         raise runs.RunError(str(error)) from None
     try:
@@ -197,6 +231,20 @@ def load_data(args):
     except ValueError as error:
         raise runs.RunError(f"{args.dataset}: {error}") from None
     return dataset, batches
+
+
+def check_same_pictures(run, dataset):
+    """A folder run resumes only on the pictures it started with: its fingerprint (the files'
+    paths, sizes and times, and the decoding settings) must be the one the run recorded."""
+    saved = run.saved_config()
+    if dataset.fingerprint is None or not saved or not saved.get("data_fingerprint"):
+        return
+    if saved["data_fingerprint"] != dataset.fingerprint:
+        changed = f": {dataset.changes}" if dataset.changes else ""
+        raise runs.RunError(
+            f"{saved['images']} has changed since this run started ({saved['num_images']:,} "
+            f"images then, {len(dataset.images):,} now{changed}); resuming would train on other "
+            f"pictures. Put the folder back as it was, or start over with --fresh.")
 
 
 Evaluation = collections.namedtuple("Evaluation", "classifier real_images")
@@ -446,6 +494,7 @@ def train(args):
 def train_in(run, args, claim):
     """Trains in a run directory this process holds the claim (runs.TrainingClaim) of."""
     dataset, batches = load_data(args)
+    check_same_pictures(run, dataset)
     if args.precision == "bfloat16":
         warning = devices.bfloat16_warning(devices.bfloat16_support())
         if warning:
@@ -455,7 +504,8 @@ def train_in(run, args, claim):
     evaluation = load_evaluation(args, dataset)
     output_dim = int(dataset.images.shape[-1])
     settings = dict(vars(args), splits=list(args.splits), output_dim=output_dim,
-                    num_images=len(dataset.images), tensorflow=tf.__version__)
+                    num_images=len(dataset.images), tensorflow=tf.__version__,
+                    data_fingerprint=dataset.fingerprint, classes=dataset.classes)
     resized = "" if args.image_size == data.IMAGE_SIZE else \
         f", resized from {data.IMAGE_SIZE}x{data.IMAGE_SIZE} (Lanczos)"
     derived = {"the data": f"{options.plural(len(dataset.images), 'image')} of "
