@@ -60,7 +60,7 @@ def build_parser():
     add("--layers", action="store_true",
         help="instead of the step, time each layer convolutions.py has a CPU rewrite for, at "
              "--image-size: TensorFlow's op against the rewrite, forward and both gradients, "
-             "--steps alternating runs each (medians)"),
+             "--steps alternating runs each (medians)")
     add("--json", default=os.path.join("runs", "bench_results.json"),
         help="where to write the results")
     group = parser.add_argument_group("performance")
@@ -79,9 +79,7 @@ def parse_args(argv=None):
 
 
 if __name__ == "__main__":
-    # The flags first: TensorFlow takes seconds to import, --help and a mistyped flag do not wait.
-    ARGS = parse_args()
-    quiet_start.import_tensorflow()
+    ARGS = quiet_start.parse_flags_then_import_tensorflow(parse_args)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -14,12 +14,7 @@ import quiet_start
 
 def build_parser():
     parser = options.new_parser(__doc__.split("\n")[0])
-    group = parser.add_argument_group("the run")
-    add = group.add_argument
-    add("--run", required=True, help="run directory of train.py")
-    add("--checkpoint", default=None, help="a checkpoint instead of the newest")
-    add("--raw", action="store_true",
-        help="a run trained with --g-ema: score the trained weights, not their average")
+    options.add_run_group(parser, "score the trained weights, not their average")
     group = parser.add_argument_group("the evaluation")
     add = group.add_argument
     add("--num", type=options.bounded_int(quality.MIN_IMAGES, quality.MAX_IMAGES,
@@ -34,9 +29,7 @@ def parse_args(argv=None):
 
 
 if __name__ == "__main__":
-    # The flags first: TensorFlow takes seconds to import, --help and a mistyped flag do not wait.
-    ARGS = parse_args()
-    quiet_start.import_tensorflow()
+    ARGS = quiet_start.parse_flags_then_import_tensorflow(parse_args)
 
 import classifiers  # noqa: E402
 import data  # noqa: E402

@@ -32,9 +32,7 @@ DRAWS = options.bounded_int(1, 100, "each draw fits six SVMs a feature set")
 
 def build_parser():
     parser = options.new_parser(__doc__.split("\n")[0])
-    group = parser.add_argument_group("the run")
-    group.add_argument("--run", required=True, help="run directory of train.py")
-    group.add_argument("--checkpoint", default=None, help="a checkpoint instead of the newest")
+    options.add_run_group(parser)
     group = parser.add_argument_group("the linear SVM")
     group.add_argument("--labels", type=LABELS, default=None,
                        help="labeled images, the same number per class (default: 1,000 for "
@@ -51,9 +49,7 @@ def parse_args(argv=None):
 
 
 if __name__ == "__main__":
-    # The flags first: TensorFlow takes seconds to import, --help and a mistyped flag do not wait.
-    ARGS = parse_args()
-    quiet_start.import_tensorflow()
+    ARGS = quiet_start.parse_flags_then_import_tensorflow(parse_args)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

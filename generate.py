@@ -26,12 +26,7 @@ WALK_LENGTH = options.bounded_int(2, MAX_GRID_IMAGES, "a walk has two ends; it i
 
 def build_parser():
     parser = options.new_parser(__doc__.split("\n")[0])
-    group = parser.add_argument_group("the run")
-    add = group.add_argument
-    add("--run", required=True, help="run directory of train.py")
-    add("--checkpoint", default=None, help="a checkpoint prefix to use instead of the run's newest")
-    add("--raw", action="store_true",
-        help="a run trained with --g-ema: use the trained weights, not their average")
+    options.add_run_group(parser, "use the trained weights, not their average")
     group = parser.add_argument_group("what to draw")
     add = group.add_argument
     add("--num", type=NUM, default=64, help="how many images")
@@ -70,9 +65,7 @@ def parse_args(argv=None):
 
 
 if __name__ == "__main__":
-    # The flags first: TensorFlow takes seconds to import, --help and a mistyped flag do not wait.
-    ARGS = parse_args()
-    quiet_start.import_tensorflow()
+    ARGS = quiet_start.parse_flags_then_import_tensorflow(parse_args)
 
 import numpy as np  # noqa: E402
 

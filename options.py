@@ -148,3 +148,15 @@ def batch_size_problem(batch_size, image_size):
                 f"values an image, and past 2^30 in one tensor TensorFlow's CPU kernels risk "
                 f"int32 index overflow")
     return None
+
+
+def add_run_group(parser, raw_help=None):
+    """The flags that name what a tool reads: --run, --checkpoint and (with `raw_help`, what
+    --raw does there) --raw."""
+    group = parser.add_argument_group("the run")
+    group.add_argument("--run", required=True, help="run directory of train.py")
+    group.add_argument("--checkpoint", default=None,
+                       help="a checkpoint prefix to use instead of the run's newest")
+    if raw_help:
+        group.add_argument("--raw", action="store_true",
+                           help=f"a run trained with --g-ema: {raw_help}")

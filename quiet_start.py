@@ -117,3 +117,11 @@ def import_tensorflow():
         else:
             os.environ["TF_CPP_MIN_LOG_LEVEL"] = level
     return tensorflow
+
+
+def parse_flags_then_import_tensorflow(parse_args):
+    """An entry point's start: its flags first, then TensorFlow (quietly). TensorFlow takes
+    seconds to import; --help and a mistyped flag do not wait for it. Returns parse_args()."""
+    args = parse_args()
+    import_tensorflow()
+    return args

@@ -174,9 +174,7 @@ def parse_args(argv=None):
 
 
 if __name__ == "__main__":
-    # The flags first: TensorFlow takes seconds to import, --help and a mistyped flag do not wait.
-    ARGS = parse_args()
-    quiet_start.import_tensorflow()
+    ARGS = quiet_start.parse_flags_then_import_tensorflow(parse_args)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
