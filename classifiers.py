@@ -15,6 +15,7 @@ import tensorflow as tf
 
 import data
 import dcgan
+import durable
 import quality
 
 tf1 = tf.compat.v1
@@ -115,13 +116,13 @@ class Classifier:
         """Writes the weights and `info` into a new folder, renamed into place when complete."""
         parent = os.path.dirname(os.path.abspath(folder))
         os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(dir=parent, prefix=data.temp_prefix(".tmp-classifier-"))
+        staging = tempfile.mkdtemp(dir=parent, prefix=durable.temp_prefix(".tmp-classifier-"))
         try:
             self.saver.save(self.session, os.path.join(staging, "classifier"),
                             write_meta_graph=False)
             with open(os.path.join(staging, "info.json"), "w") as handle:
                 json.dump(info, handle, indent=2)
-            os.chmod(staging, data.DEFAULT_DIR_MODE)  # mkdtemp makes it private (0700)
+            os.chmod(staging, durable.DEFAULT_DIR_MODE)  # mkdtemp makes it private (0700)
             if os.path.exists(folder):
                 shutil.rmtree(folder)
             os.replace(staging, folder)

@@ -11,6 +11,7 @@ import math
 import os
 import sys
 
+import durable
 import options
 import quiet_start
 
@@ -93,7 +94,7 @@ def write_images(path, images, columns=None):
     if path.lower().endswith(".npz"):
         def write(handle):
             np.savez_compressed(handle, images=data.to_uint8(images))
-        data.atomic_write(path, write)
+        durable.atomic_write(path, write)
     else:
         pictures.save_grid_png(path, images, columns or math.ceil(math.sqrt(len(images))))
 

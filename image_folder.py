@@ -17,7 +17,7 @@ cannot be decoded (unreadable, truncated, empty, not an image, beyond Pillow's d
 limit) is skipped and counted, never fatal. The next load with the same folder and settings only
 lists the folder and opens the cache; a file added, removed or modified is noticed and the cache
 rebuilt, saying what changed. Everything is written to temporary names carrying the writer's
-process id and renamed into place, the manifest last: a killed build leaves no cache that is
+host and process id (durable.py) and renamed into place, the manifest last: a killed build leaves no cache that is
 trusted, and its leftovers are removed by the next build once their writer is dead.
 """
 import collections
@@ -25,10 +25,13 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import tempfile
 import time
 import warnings
 
 import numpy as np
+
+import durable
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 FITS = ("crop", "stretch")
@@ -166,48 +169,34 @@ def _key(size, channels, fit):
     return f"{size}px-{channels or 'auto'}ch-{fit}"
 
 
-def _writer_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_dead_writers_files(folder):
-    """Temporary files of builds whose process is gone (a killed build); a live build's are
-    left alone."""
+    """Temporary files of builds whose process is gone (a killed build); a live build's stay."""
     for name in os.listdir(folder):
-        parts = name.split(".tmp-")
-        if len(parts) == 2 and parts[1].split("-")[0].isdigit():
-            if not _writer_alive(int(parts[1].split("-")[0])):
-                try:
-                    os.remove(os.path.join(folder, name))
-                except OSError:
-                    pass
+        if durable.left_by_dead(name):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass  # another build removed it first
 
 
-def _temporary(path):
-    return f"{path}.tmp-{os.getpid()}-{time.monotonic_ns()}"
+def _temporary(folder):
+    """A new temporary file's path in `folder`, named after this process (durable.temp_prefix)."""
+    handle, path = tempfile.mkstemp(dir=folder, prefix=durable.temp_prefix(), suffix=".npy")
+    os.close(handle)
+    return path
 
 
 def _commit(temporary, path):
+    """Renames a complete temporary file into place, durably."""
     with open(temporary, "rb+") as handle:
         os.fsync(handle.fileno())
+    os.chmod(temporary, durable.DEFAULT_FILE_MODE)  # mkstemp makes it private (0600)
     os.replace(temporary, path)
+    durable.fsync_folder(os.path.dirname(os.path.abspath(path)))
 
 
 def _write_text(path, text):
-    temporary = _temporary(path)
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        _commit(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    durable.atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def fingerprint(manifest):
@@ -277,7 +266,7 @@ def _build(root, folder, key, files, classes, settings, workers, progress):
     size, channels, fit = settings["size"], settings["channels"], settings["fit"]
     images_path = os.path.join(folder, f"images-{key}.npy")
     labels_path = os.path.join(folder, f"labels-{key}.npy")
-    temporary = _temporary(images_path)
+    temporary, kept_rows = _temporary(folder), _temporary(folder)
     labels, skipped = [], []
     start = time.perf_counter()
     try:
@@ -303,25 +292,23 @@ def _build(root, folder, key, files, classes, settings, workers, progress):
         if kept == 0:
             raise FolderError(_no_usable_image(root, files, skipped))
         if kept < len(buffer):  # skipped files: the final file holds the kept rows only
-            final = np.lib.format.open_memmap(temporary + "-kept", "w+", np.uint8,
+            final = np.lib.format.open_memmap(kept_rows, "w+", np.uint8,
                                               (kept, size, size, channels))
             for row in range(0, kept, 4096):
                 end = min(row + 4096, kept)
                 final[row:end] = buffer[row:end]
             final.flush()
             del buffer, final
-            os.replace(temporary + "-kept", temporary)
+            os.replace(kept_rows, temporary)
         else:
             buffer.flush()
             del buffer
         _commit(temporary, images_path)
         if classes:
-            temporary_labels = _temporary(labels_path)
-            with open(temporary_labels, "wb") as handle:
-                np.save(handle, np.asarray(labels, np.int64))
-            _commit(temporary_labels, labels_path)
+            durable.atomic_write(labels_path,
+                                 lambda handle: np.save(handle, np.asarray(labels, np.int64)))
     finally:
-        for leftover in (temporary, temporary + "-kept"):
+        for leftover in (temporary, kept_rows):
             if os.path.exists(leftover):
                 os.remove(leftover)
     seconds = time.perf_counter() - start

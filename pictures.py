@@ -1,13 +1,14 @@
 """The pictures of a run: sample grids, the training as an animated GIF, the loss plot and the
 quality plot. All matplotlib (and Pillow) lives here, on the Agg backend (files only, no display:
 servers and CI), imported on first use because it is slow to import. Every file is written
-atomically (data.atomic_write)."""
+atomically (durable.atomic_write)."""
 import io
 import os
 
 import numpy as np
 
 import data
+import durable
 
 
 def _pyplot():
@@ -94,7 +95,7 @@ def save_progress_gif(path, frame_paths, frame_seconds=0.5, cache=None):
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:],
                    duration=int(frame_seconds * 1000), loop=0)
     gif = buffer.getvalue()
-    data.atomic_write(path, lambda handle: handle.write(gif))
+    durable.atomic_write(path, lambda handle: handle.write(gif))
 
 
 def save_loss_plot(path, rows):
@@ -137,5 +138,5 @@ def save_figure(figure, path, dpi=80):
     figure.savefig(buffer, format="png", dpi=dpi)
     _pyplot().close(figure)
     png = buffer.getvalue()
-    data.atomic_write(path, lambda f: f.write(png))
+    durable.atomic_write(path, lambda f: f.write(png))
     return png

@@ -11,7 +11,7 @@ write in it, through one place and with one error type.
   checkpoints/                model-<step>.index / .data-*: weights, Adam state, run position
   evaluation.json             evaluate.py's results, by step
   features.json               features.py's classification results
-Every file is replaced atomically (data.atomic_write), so a killed process leaves the old one.
+Every file is replaced atomically (durable.atomic_write), so a killed process leaves the old one.
 
 The folder is the user's disk: train.py starts a run only in a new or empty folder, resumes only a
 run directory (the marker, or the config.json of a run written before the marker existed), and
@@ -35,8 +35,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-import data
 import dcgan
+import durable
 import hyperparameters
 
 tf1 = tf.compat.v1
@@ -81,7 +81,7 @@ class RunError(Exception):
 
 def write_json(path, value):
     text = json.dumps(value, indent=2, sort_keys=True)
-    data.atomic_write(path, lambda handle: handle.write(text.encode()))
+    durable.atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 # Lines of a TensorFlow error message that say where, not what.
@@ -153,7 +153,7 @@ class RunLock:
         """
         for _ in range(3):  # a failed start removes its lock file; then the new one is the lock
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, data.DEFAULT_FILE_MODE)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, durable.DEFAULT_FILE_MODE)
             except OSError as error:
                 raise RunError(f"run directory {self.run_path} is not writable or its lock is "
                                f"odd: cannot open {self.path} ({cause(error)})") from None
@@ -366,7 +366,7 @@ class TrainingClaim:
                 if not os.path.isdir(folder):
                     os.mkdir(folder)
                     self.created.append(folder)
-            tempfile.NamedTemporaryFile(dir=run.path, prefix=data.temp_prefix(".write-test-")
+            tempfile.NamedTemporaryFile(dir=run.path, prefix=durable.temp_prefix(".write-test-")
                                         ).close()
         except OSError as error:
             raise RunError(f"run directory {run.path} is not writable "
@@ -558,11 +558,11 @@ class RunDir:
         live process (a reader such as evaluate.py writes without the lock) stay. Called by the
         lock holder only, so a staging folder of an earlier version, which only a lock holder
         writes, is a dead one's."""
-        for folder, kind in ((self.checkpoint_dir, _STAGING_PREFIX), (self.path, data.TEMP_PREFIX),
-                             (self.samples_dir, data.TEMP_PREFIX)):
+        for folder, kind in ((self.checkpoint_dir, _STAGING_PREFIX), (self.path, durable.TEMP_PREFIX),
+                             (self.samples_dir, durable.TEMP_PREFIX)):
             for name in os.listdir(folder):
                 path = os.path.join(folder, name)
-                if name.startswith(kind) and (data.left_by_dead(name, kind) or
+                if name.startswith(kind) and (durable.left_by_dead(name, kind) or
                                               _unnamed_and_dead(path, name, kind)):
                     shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) \
                         else _remove_if_there(path)
@@ -694,7 +694,7 @@ class RunDir:
         writer = csv.DictWriter(text, METRIC_FIELDS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        self._write(self.metrics_path, data.atomic_write,
+        self._write(self.metrics_path, durable.atomic_write,
                     lambda handle: handle.write(text.getvalue().encode()))
 
     # --- Checkpoints --------------------------------------------------------------------------
@@ -786,13 +786,13 @@ class RunDir:
         staging = None
         try:
             staging = tempfile.mkdtemp(dir=self.checkpoint_dir,
-                                       prefix=data.temp_prefix(_STAGING_PREFIX))
+                                       prefix=durable.temp_prefix(_STAGING_PREFIX))
             saver.save(sess, os.path.join(staging, name), write_meta_graph=False,
                        write_state=False)  # generate.py rebuilds the graph from code
             for file_name in sorted(os.listdir(staging), key=lambda n: n.endswith(".index")):
                 os.replace(os.path.join(staging, file_name),
                            os.path.join(self.checkpoint_dir, file_name))
-            data.fsync_folder(self.checkpoint_dir)
+            durable.fsync_folder(self.checkpoint_dir)
             self._write_state_file()
         except (OSError, tf.errors.OpError, ValueError) as error:
             kept = f"the previous checkpoint {previous} is intact" if previous else \
@@ -810,7 +810,7 @@ class RunDir:
         names = [os.path.basename(prefix) for prefix in self.checkpoints()[:CHECKPOINTS_KEPT]]
         text = f'model_checkpoint_path: "{names[0]}"\n' + "".join(
             f'all_model_checkpoint_paths: "{name}"\n' for name in reversed(names))
-        data.atomic_write(os.path.join(self.checkpoint_dir, _STATE_FILE),
+        durable.atomic_write(os.path.join(self.checkpoint_dir, _STATE_FILE),
                           lambda handle: handle.write(text.encode()))
 
     def _remove_old_checkpoints(self):

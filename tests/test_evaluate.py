@@ -6,8 +6,9 @@ import os
 import numpy as np
 import pytest
 
-import evaluate
 import classifiers
+import durable
+import evaluate
 import quality
 import runs
 import train
@@ -105,7 +106,7 @@ def test_classifier_is_trained_once_and_cached(tmp_path, monkeypatch):
     folder = tmp_path / "classifiers" / "mnist"
     assert json.loads((folder / "info.json").read_text())["heldout_accuracy"] == info["heldout_accuracy"]
     assert not [name for name in os.listdir(tmp_path / "classifiers") if name.startswith(".tmp")]
-    assert (folder.stat().st_mode & 0o777) == classifiers.data.DEFAULT_DIR_MODE
+    assert (folder.stat().st_mode & 0o777) == durable.DEFAULT_DIR_MODE
     second, again = classifiers.load_classifier("mnist", str(tmp_path), log=lambda message: None)
     try:
         assert calls == ["mnist"] and again == info  # loaded from the cache, not retrained

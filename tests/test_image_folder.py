@@ -4,6 +4,7 @@ half-written."""
 import io
 import json
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -197,8 +198,9 @@ def test_a_killed_builds_leftovers_go_and_a_live_ones_stay(tmp_path):
     save(str(root / "a.png"), solid("RGB", (6, 6), (1, 2, 3)))
     folder = image_folder.cache_folder(str(root), cache)
     os.makedirs(folder)
-    dead = os.path.join(folder, "images-8px-autoch-crop.npy.tmp-999999999-1")
-    live = os.path.join(folder, f"images-8px-autoch-crop.npy.tmp-{os.getpid()}-1")
+    host = socket.gethostname()
+    dead = os.path.join(folder, f".tmp-{host}-999999999-abc123.npy")  # no such process
+    live = os.path.join(folder, f".tmp-{host}-{os.getppid()}-abc123.npy")  # the parent runs
     for path in (dead, live):
         open(path, "wb").close()
     image_folder.load(str(root), cache, SIZE, progress=False)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-import data
+import durable
 import runs
 import train
 from test_faults import assert_intact, checkpoint_steps, metric_steps, one_error_line, snapshot
@@ -245,10 +245,10 @@ def test_a_writers_start_keeps_a_live_readers_temporary_files(data_dir, run, tmp
 
 def test_temporary_files_carry_their_writer(tmp_path):
     seen = []
-    data.atomic_write(str(tmp_path / "file"),
+    durable.atomic_write(str(tmp_path / "file"),
                       lambda handle: seen.extend(os.listdir(tmp_path)))
     assert len(seen) == 1 and seen[0].startswith(f".tmp-{socket.gethostname()}-{os.getpid()}-")
-    assert not data.left_by_dead(seen[0])  # this process: alive
+    assert not durable.left_by_dead(seen[0])  # this process: alive
 
 
 # --- metrics.csv ---------------------------------------------------------------------------------
