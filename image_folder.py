@@ -17,8 +17,9 @@ cannot be decoded (unreadable, truncated, empty, not an image, beyond Pillow's d
 limit) is skipped and counted, never fatal. The next load with the same folder and settings only
 lists the folder and opens the cache; a file added, removed or modified is noticed and the cache
 rebuilt, saying what changed. Everything is written to temporary names carrying the writer's
-host and process id (durable.py) and renamed into place, the manifest last: a killed build leaves no cache that is
-trusted, and its leftovers are removed by the next build once their writer is dead.
+host and process id (durable.py) and renamed into place, the manifest last: a killed build leaves
+no cache that is trusted, and its leftovers are removed by the next build once their writer is
+dead.
 """
 import collections
 import concurrent.futures
