@@ -186,7 +186,7 @@ def resize(images, size):
 
     Lanczos (a windowed sinc, 3 lobes) is sharp when enlarging, and when shrinking Pillow widens
     it by the reduction factor, so every source pixel is weighed in (antialiased, unlike a
-    sampling resize). image_folder.py resizes the user's pictures with the same filter.
+    sampling resize): image_folder.square, which resizes the user's pictures too.
     """
     if images.shape[1:3] == (size, size):
         return images
@@ -195,7 +195,7 @@ def resize(images, size):
     resized = np.empty((len(images), size, size, images.shape[3]), np.uint8)
     for index, image in enumerate(images):
         picture = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
-        resized[index] = np.asarray(picture.resize((size, size), Image.Resampling.LANCZOS),
+        resized[index] = np.asarray(image_folder.square(picture, size),
                                     np.uint8).reshape(size, size, -1)
     return resized
 

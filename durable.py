@@ -53,6 +53,24 @@ def left_by_dead(name, kind=TEMP_PREFIX):
     return False
 
 
+def temporary_path(folder, suffix=""):
+    """A new empty file in `folder` named after this process (temp_prefix): write it, then
+    move_into_place it, or remove it."""
+    handle, path = tempfile.mkstemp(dir=folder, prefix=temp_prefix(), suffix=suffix)
+    os.close(handle)
+    return path
+
+
+def move_into_place(temporary, path):
+    """Renames a complete temporary file to `path`, durably: its bytes synced first, the usual
+    permissions given (temporary files are private, 0600), the folder synced after."""
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.chmod(temporary, DEFAULT_FILE_MODE)
+    os.replace(temporary, path)
+    fsync_folder(os.path.dirname(os.path.abspath(path)))
+
+
 def atomic_write(path, write):
     """Calls write(binary_file) on a temporary file beside `path`, then renames it into place.
 
@@ -60,19 +78,14 @@ def atomic_write(path, write):
     if `write` raises, the temporary file is removed and `path` is untouched. The temporary
     file's name carries this process (temp_prefix), so a cleanup never takes a live writer's.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=temp_prefix(), delete=False)
+    temporary = temporary_path(os.path.dirname(os.path.abspath(path)))
     try:
-        with handle:
+        with open(temporary, "wb") as handle:
             write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, DEFAULT_FILE_MODE)  # temporary files are private (0600)
-        os.replace(handle.name, path)
-        fsync_folder(folder)
+        move_into_place(temporary, path)
     finally:
-        if os.path.exists(handle.name):
-            os.remove(handle.name)
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 def fsync_folder(folder):

@@ -26,7 +26,6 @@ import concurrent.futures
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 
@@ -124,7 +123,10 @@ def _to_mode(image, channels):
     return image.convert("L" if channels == 1 else "RGB")
 
 
-def _square(image, size, fit):
+def square(image, size, fit="crop"):
+    """A Pillow image as `size` x `size`: its centre square (fit 'crop') or all of it (fit
+    'stretch'), resized with Lanczos, which Pillow widens by the reduction factor when it
+    shrinks (antialiased). The one resize of the project: data.resize uses it too."""
     from PIL import Image
 
     if fit == "crop":
@@ -150,7 +152,7 @@ def decode(path, size, channels, fit="crop"):
             with Image.open(path) as image:
                 image.load()  # the first frame of an animation
                 upright = ImageOps.exif_transpose(image)
-                pixels = np.asarray(_square(_to_mode(upright, channels), size, fit), np.uint8)
+                pixels = np.asarray(square(_to_mode(upright, channels), size, fit), np.uint8)
     except Exception as error:  # noqa: BLE001 -- every decoder failure is a reason to skip
         text = str(error).strip().splitlines()[0] if str(error).strip() else ""
         return None, f"{type(error).__name__}: {text}"[:200] if text else type(error).__name__
@@ -178,22 +180,6 @@ def _remove_dead_writers_files(folder):
                 os.remove(os.path.join(folder, name))
             except OSError:
                 pass  # another build removed it first
-
-
-def _temporary(folder):
-    """A new temporary file's path in `folder`, named after this process (durable.temp_prefix)."""
-    handle, path = tempfile.mkstemp(dir=folder, prefix=durable.temp_prefix(), suffix=".npy")
-    os.close(handle)
-    return path
-
-
-def _commit(temporary, path):
-    """Renames a complete temporary file into place, durably."""
-    with open(temporary, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.chmod(temporary, durable.DEFAULT_FILE_MODE)  # mkstemp makes it private (0600)
-    os.replace(temporary, path)
-    durable.fsync_folder(os.path.dirname(os.path.abspath(path)))
 
 
 def _write_text(path, text):
@@ -267,7 +253,8 @@ def _build(root, folder, key, files, classes, settings, workers, progress):
     size, channels, fit = settings["size"], settings["channels"], settings["fit"]
     images_path = os.path.join(folder, f"images-{key}.npy")
     labels_path = os.path.join(folder, f"labels-{key}.npy")
-    temporary, kept_rows = _temporary(folder), _temporary(folder)
+    temporary = durable.temporary_path(folder, ".npy")
+    kept_rows = durable.temporary_path(folder, ".npy")
     labels, skipped = [], []
     start = time.perf_counter()
     try:
@@ -304,7 +291,7 @@ def _build(root, folder, key, files, classes, settings, workers, progress):
         else:
             buffer.flush()
             del buffer
-        _commit(temporary, images_path)
+        durable.move_into_place(temporary, images_path)
         if classes:
             durable.atomic_write(labels_path,
                                  lambda handle: np.save(handle, np.asarray(labels, np.int64)))
