@@ -16,7 +16,6 @@ import tensorflow as tf
 import data
 import dcgan
 import durable
-import quality
 
 tf1 = tf.compat.v1
 
@@ -35,8 +34,8 @@ MNIST_SAMPLE_HOLDOUT = 1000
 PREDICT_BATCH = 500
 
 
-def _classifier_graph(channels):
-    """conv3x3 32 - pool - conv3x3 64 - pool - conv3x3 128 - pool - dense 256 - dense 10."""
+def _classifier_graph(channels, num_classes):
+    """conv3x3 32 - pool - conv3x3 64 - pool - conv3x3 128 - pool - dense 256 - dense K."""
     images = tf1.placeholder(tf.uint8, [None, data.IMAGE_SIZE, data.IMAGE_SIZE, channels], "images")
     labels = tf1.placeholder(tf.int64, [None], "labels")
     h = dcgan.scale_pixels(images)
@@ -52,9 +51,9 @@ def _classifier_graph(channels):
         kernel = tf1.get_variable("dense1/kernel", [4 * 4 * 128, FEATURE_SIZE], initializer=init)
         bias = tf1.get_variable("dense1/bias", [FEATURE_SIZE], initializer=tf1.zeros_initializer())
         features = tf.nn.relu(tf.matmul(h, kernel) + bias)
-        kernel = tf1.get_variable("logits/kernel", [FEATURE_SIZE, quality.NUM_CLASSES],
+        kernel = tf1.get_variable("logits/kernel", [FEATURE_SIZE, num_classes],
                                   initializer=tf1.glorot_uniform_initializer())
-        bias = tf1.get_variable("logits/bias", [quality.NUM_CLASSES], initializer=tf1.zeros_initializer())
+        bias = tf1.get_variable("logits/bias", [num_classes], initializer=tf1.zeros_initializer())
         logits = tf.matmul(features, kernel) + bias
     loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
                                                                          logits=logits))
@@ -73,15 +72,18 @@ def _shift(images, rng, max_shift=2):
 
 
 class Classifier:
-    """A digit classifier in a graph and session of its own (the training graph stays final)."""
+    """A classifier of 32x32 images into `num_classes` classes, in a graph and session of its own
+    (the training graph stays final)."""
 
-    def __init__(self, channels, seed=0):
-        self.channels = channels
+    def __init__(self, channels, num_classes=data.NUM_CLASSES, seed=0):
+        if num_classes < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+        self.channels, self.num_classes = channels, num_classes
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf1.set_random_seed(seed)
             (self.images, self.labels, self.probabilities, self.features, self.loss,
-             self.train_op) = _classifier_graph(channels)
+             self.train_op) = _classifier_graph(channels, num_classes)
             self.saver = tf1.train.Saver()
             init = tf1.global_variables_initializer()
         self.graph.finalize()
@@ -100,7 +102,7 @@ class Classifier:
             log(f"classifier epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}")
 
     def predict(self, images):
-        """uint8 images -> (class probabilities (N, 10), penultimate features (N, 256))."""
+        """uint8 images -> (class probabilities (N, K), penultimate features (N, 256))."""
         probabilities, features = [], []
         for start in range(0, len(images), PREDICT_BATCH):
             p, f = self.session.run([self.probabilities, self.features],

@@ -57,6 +57,7 @@ CIFAR10_MEMBERS = {  # split -> the archive's members holding it, 10,000 records
 }
 _CIFAR10_RECORD = 1 + 32 * 32 * 3  # a label byte, then the red, green and blue planes, row-major
 DATASETS = ("svhn", "mnist", "mnist-sample", "cifar10")
+NUM_CLASSES = 10  # of every named dataset: ten digits, or CIFAR-10's ten kinds of object
 # SVHN trains on train + test as the notebook does; CIFAR-10 on its 50,000 training images only,
 # the GAN benchmark's protocol (pytorch/examples, TF-GAN), keeping test unseen for the
 # classifier's held-out accuracy and features.py's strict protocol.

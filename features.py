@@ -21,7 +21,6 @@ import sys
 import warnings
 
 import options
-import quality
 import quiet_start
 
 # --labels when parsed: the dataset (and so its pool) is known only from the run's settings.
@@ -109,22 +108,36 @@ def extract(run, images, checkpoint, seed, precision):
                                for start in range(0, len(images), FEATURE_BATCH)])
 
 
-def draw_labeled(labels, per_class, validation_size, rng):
-    """Indices of `per_class` labeled images of each class and of `validation_size` others (all
-    the others if None)."""
+def draw_labeled(labels, per_class, validation_size, rng, num_classes=data.NUM_CLASSES):
+    """Indices of `per_class` labeled images of each of the classes 0 .. num_classes - 1 and of
+    `validation_size` others (all the others if None)."""
     order = rng.permutation(len(labels))
-    labeled = np.concatenate([order[labels[order] == digit][:per_class]
-                              for digit in range(quality.NUM_CLASSES)])
+    labeled = np.concatenate([order[labels[order] == label][:per_class]
+                              for label in range(num_classes)])
     rest = order[~np.isin(order, labeled)]
     return labeled, rest[:validation_size]
 
 
-def check_label_count(labels, pool_labels):
-    """Raises RunError unless `labels` (labels // 10 a class) can be drawn from the pool with
-    images left to validate on: more would give fewer labels than asked, or none to choose C."""
-    counts = np.bincount(pool_labels, minlength=quality.NUM_CLASSES)
-    most = min(int(counts.min()), (len(pool_labels) - 1) // quality.NUM_CLASSES) \
-        * quality.NUM_CLASSES
+def most_labels(pool_labels, num_classes=data.NUM_CLASSES):
+    """The most labels, the same number a class, that the pool gives with images left to
+    validate on."""
+    counts = np.bincount(pool_labels, minlength=num_classes)
+    return min(int(counts.min()), (len(pool_labels) - 1) // num_classes) * num_classes
+
+
+def check_label_count(labels, pool_labels, num_classes=data.NUM_CLASSES):
+    """Raises RunError unless `labels` (labels // num_classes a class) can be drawn from the pool
+    with images left to validate on: more would give fewer labels than asked, or none to choose
+    C; fewer than one a class would leave a class out."""
+    counts = np.bincount(pool_labels, minlength=num_classes)
+    most = most_labels(pool_labels, num_classes)
+    if most < num_classes:
+        raise runs.RunError(f"the labeled pool of this dataset ({len(pool_labels):,} images, "
+                            f"{int(counts.min()):,} of its rarest class) is too small for one "
+                            f"label a class of its {num_classes} and some images to validate on")
+    if labels < num_classes:
+        raise runs.RunError(f"--labels {labels:,} is fewer than one a class: this dataset has "
+                            f"{num_classes} classes; use at least {num_classes}")
     if labels > most:
         raise runs.RunError(f"--labels {labels:,} is more than this dataset allows: its labeled "
                             f"pool has {len(pool_labels):,} images, {int(counts.min()):,} of its "
@@ -153,12 +166,13 @@ def svm_test_error(train, validation, test, c_grid=SVM_C):
     return float(np.mean(best[2].predict(test_x) != test[1])), best[1]
 
 
-def evaluate_features(pool, test, labels, validation_size, draws, seed):
+def evaluate_features(pool, test, labels, validation_size, draws, seed,
+                      num_classes=data.NUM_CLASSES):
     """Test error of the SVM over `draws` seeded label draws: a dict with the mean and spread."""
     errors, chosen = [], []
     for draw in range(draws):
-        labeled, validation = draw_labeled(pool[1], labels // quality.NUM_CLASSES,
-                                           validation_size, np.random.default_rng([seed, draw]))
+        labeled, validation = draw_labeled(pool[1], labels // num_classes, validation_size,
+                                           np.random.default_rng([seed, draw]), num_classes)
         error, c = svm_test_error((pool[0][labeled], pool[1][labeled]),
                                   (pool[0][validation], pool[1][validation]), test)
         errors.append(error)

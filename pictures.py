@@ -114,16 +114,18 @@ def save_loss_plot(path, rows):
     save_figure(figure, path)
 
 
-def save_quality_plot(path, rows):
-    """Classifier score, Frechet distance and class entropy of each evaluation, over steps."""
+def save_quality_plot(path, rows, num_classes=data.NUM_CLASSES):
+    """Classifier score, Frechet distance and class entropy of each evaluation, over steps; the
+    best score and the uniform entropy are those of `num_classes` classes."""
     plt = _pyplot()
 
     rows = [row for row in rows if "classifier_score" in row]
     steps = [row["step"] for row in rows]
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.5))
     for axis, field, title in zip(axes, ("classifier_score", "frechet_distance", "class_entropy"),
-                                  ("classifier score (max 10)", "Frechet distance (lower is better)",
-                                   "class entropy, nats (uniform 2.303)")):
+                                  (f"classifier score (max {num_classes})",
+                                   "Frechet distance (lower is better)",
+                                   f"class entropy, nats (uniform {np.log(num_classes):.3f})")):
         axis.plot(steps, [row[field] for row in rows], marker="o")
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("step")

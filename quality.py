@@ -3,24 +3,27 @@
 Losses do not say whether a GAN is any good. Like TF-GAN's MNIST evaluation, this scores
 generated images with a classifier trained on the real labeled images, offline:
 
-  classifier score   exp(E_x KL(p(y|x) || p(y))): 1 (one class, or unsure) .. 10 (confident and
-                     spread over all ten digits); the Inception Score with a digit classifier.
+  classifier score   exp(E_x KL(p(y|x) || p(y))): 1 (one class, or unsure) .. K (confident and
+                     spread over all K classes); the Inception Score with a digit classifier.
   Frechet distance   between Gaussian fits of the classifier's penultimate features of generated
                      and real images (FID with a digit classifier); 0 for identical statistics.
-  class coverage     the predicted classes of the generated images: their entropy (nats; ln 10 =
-                     2.303 is uniform) and the smallest class share (0.1 is uniform).
+  class coverage     the predicted classes of the generated images: their entropy (nats; ln K is
+                     uniform: 2.303 for ten classes) and the smallest class share (1/K is uniform).
+
+K is the classifier's number of classes (the width of its probabilities): 10 for every named
+dataset, the number of sub-folders for a labeled folder of the user's pictures.
 
 The same numbers for two disjoint halves of the real data are the floor a perfect generator would
-reach. The classifier is trained once per dataset and cached under <data-dir>/classifiers/. It
-sees 32x32 images: a run at another --image-size has its generated and its real images resized
-to 32x32 alike (data.resize) before they are scored, so neither side gains from the resize.
+reach. The classifier is trained once per dataset (per fingerprint for a folder) and cached under
+<data-dir>/classifiers/ (classifiers.py). It sees 32x32 images: a run at another --image-size has
+its generated and its real images resized to 32x32 alike (data.resize) before they are scored, so
+neither side gains from the resize.
 """
 import numpy as np
 import scipy.linalg
 
 import data
 
-NUM_CLASSES = 10
 DEFAULT_NUM = 5000
 # The real images are split in two halves for the floor, and a Frechet distance needs a
 # covariance, so each half needs two images.
@@ -33,7 +36,8 @@ IMAGES_WHY = f"at least {MIN_IMAGES}: {MIN_IMAGES_WHY}; at most what memory hold
 
 # --- Metrics (plain NumPy / SciPy, tested on known inputs) -----------------------------------
 def classifier_score(probabilities):
-    """exp(mean over x of KL(p(y|x) || p(y))), p(y) the mean of p(y|x): in [1, classes]."""
+    """exp(mean over x of KL(p(y|x) || p(y))), p(y) the mean of p(y|x): in [1, K] for
+    probabilities of shape (N, K)."""
     p = np.asarray(probabilities, np.float64)
     marginal = p.mean(axis=0, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -61,9 +65,12 @@ def frechet_distance(features_a, features_b):
 
 
 def class_coverage(probabilities):
-    """(entropy in nats of the predicted-class histogram, smallest class share)."""
+    """(entropy in nats of the predicted-class histogram, smallest class share) for
+    probabilities of shape (N, K): uniform over the K classes is (ln K, 1/K); a class never
+    predicted makes the smallest share 0."""
+    probabilities = np.asarray(probabilities)
     predicted = np.argmax(probabilities, axis=1)
-    shares = np.bincount(predicted, minlength=NUM_CLASSES) / len(predicted)
+    shares = np.bincount(predicted, minlength=probabilities.shape[1]) / len(predicted)
     nonzero = shares[shares > 0]
     entropy = max(0.0, float(-(nonzero * np.log(nonzero)).sum()))  # one class: 0, not -0
     return entropy, float(shares.min())
@@ -103,6 +110,7 @@ def quality(classifier, generated, real, seed=0):
         "real_class_entropy": real_entropy, "real_min_class_share": real_smallest,
         "num_generated": len(generated), "num_real": len(real), "num_real_half": int(half),
         "image_size": int(image_size), "scored_size": data.IMAGE_SIZE,
+        "num_classes": int(gen_probabilities.shape[1]),
     }
 
 
@@ -118,7 +126,9 @@ def format_quality(result):
     resized = "" if size == scored else (
         f" (scored at {scored}x{scored}: the classifier's size; the generated and the real "
         f"{size}x{size} images both resized to it with the same Lanczos filter)")
-    return (f"classifier score {result['classifier_score']:.3f} (real {result['real_classifier_score']:.3f}), "
+    classes = result.get("num_classes", data.NUM_CLASSES)  # results saved before it was recorded
+    return (f"classifier score {result['classifier_score']:.3f} of at most {classes} (real "
+            f"{result['real_classifier_score']:.3f}), "
             f"Frechet distance {result['frechet_distance']:.3f} (real halves "
             f"{result['real_frechet_distance']:.3f}), class entropy {result['class_entropy']:.3f} "
             f"(real {result['real_class_entropy']:.3f}), smallest class share "

@@ -424,7 +424,8 @@ class Trainer:
         self.log.record({"step": self.step, "epoch": epoch_number, "time": time.time(),
                          **{field: result[field] for field in runs.QUALITY_FIELDS}},
                         [("quality", runs.QUALITY_FIELDS)])
-        pictures.save_quality_plot(self.run.quality_plot_path, self.log.rows)
+        pictures.save_quality_plot(self.run.quality_plot_path, self.log.rows,
+                                   result["num_classes"])
 
     def save_samples(self, epoch_number):
         """The sample grid of the fixed z, as a file and in TensorBoard."""
