@@ -1,10 +1,17 @@
-"""The digit classifier behind the sample-quality numbers (quality.py), trained once per dataset.
+"""The classifiers behind the sample-quality numbers (quality.py), trained once per dataset.
 
 A small CNN trained on the dataset's real labeled images, offline; its class probabilities and its
 penultimate features are what quality.py scores. Trained on first use and cached under
 <data-dir>/classifiers/<dataset>/ (a damaged or older cache is trained again).
+
+A labeled folder of the user's pictures (its sub-folders are the classes, K >= 2 of them) gets a
+classifier of its own with K outputs, cached under <data-dir>/classifiers/folder-<fingerprint>/,
+so a changed folder (or other decoding settings) trains a new one. It trains on four fifths of
+each class and is measured on the fifth held out (folder_split: a fixed seed, so the same folder
+gives the same split), and must reach required_accuracy(K): halfway between chance and perfect.
 """
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -21,8 +28,10 @@ tf1 = tf.compat.v1
 
 CLASSIFIER_VERSION = 1   # bump when the architecture or its training changes: the cache retrains
 FEATURE_SIZE = 256
+TRAIN_BATCH = 128
 # Held-out accuracy each cached classifier must reach (the issue's bar); below it, a warning.
 REQUIRED_ACCURACY = {"mnist": 0.98, "svhn": 0.90, "mnist-sample": 0.95, "cifar10": 0.70}
+LOOSEST_BAR = min(REQUIRED_ACCURACY.values())
 # (train splits, held-out splits, epochs): the classifier learns the real labels of the dataset.
 CLASSIFIER_DATA = {
     "mnist": (("train",), ("test",), 4),
@@ -32,6 +41,13 @@ CLASSIFIER_DATA = {
 }
 MNIST_SAMPLE_HOLDOUT = 1000
 PREDICT_BATCH = 500
+# A folder's classifier: a fifth of each class held out, drawn with this seed.
+FOLDER_HELDOUT_FRACTION = 0.2
+FOLDER_SPLIT_SEED = 1234
+MIN_CLASS_IMAGES = 2  # one to train on, one to hold out
+# As many Adam steps as the mnist-sample classifier takes (25 epochs of 4,000 // 128 = 31
+# batches), and at least one pass over the folder: a folder of the 5,000 digits trains like it.
+FOLDER_CLASSIFIER_STEPS = 775
 
 
 def _classifier_graph(channels, num_classes):
@@ -90,7 +106,7 @@ class Classifier:
         self.session = tf1.Session(graph=self.graph, config=dcgan.session_config())
         self.session.run(init)
 
-    def fit(self, images, labels, epochs, batch_size=128, seed=0, log=print):
+    def fit(self, images, labels, epochs, batch_size=TRAIN_BATCH, seed=0, log=print):
         rng = np.random.default_rng(seed)
         batches = data.BatchIterator(len(images), min(batch_size, len(images)), seed)
         for epoch in range(epochs):
@@ -154,31 +170,135 @@ def classifier_split(name, data_dir, download=True, verify=True, image_size=data
 
 
 def load_classifier(name, data_dir="data", download=True, verify=True, log=print):
-    """The cached classifier of a dataset, trained (and cached) on first use.
+    """The cached classifier of a named dataset, trained (and cached) on first use.
 
     Returns:
       (Classifier, info dict with its held-out accuracy).
     """
     folder = os.path.join(data_dir, "classifiers", name)
-    cached = _cached_classifier(name, folder, log)
+    required = (REQUIRED_ACCURACY[name], None)
+    cached = _cached_classifier(folder, data.channels(name), data.NUM_CLASSES, name, required, log)
     if cached:
         return cached
     train_images, train_labels, held_images, held_labels = classifier_split(
         name, data_dir, download, verify)
-    epochs = CLASSIFIER_DATA[name][2]
-    log(f"training the {name} classifier once ({len(train_images)} images, {epochs} epochs); "
+    return _train_and_cache(folder, name, Classifier(data.channels(name)),
+                            (train_images, train_labels), (held_images, held_labels),
+                            CLASSIFIER_DATA[name][2], required, {"dataset": name}, log)
+
+
+def required_accuracy(num_classes):
+    """The held-out accuracy a folder's classifier of K classes must reach: halfway between
+    chance (1/K) and perfect, (1 + 1/K) / 2 -- it removes at least half of chance's errors --,
+    and never more than the loosest bar of the named datasets (CIFAR-10's 0.70: photographs, the
+    hardest of them), which only two classes (0.75) would exceed."""
+    return round(min((1 + 1 / num_classes) / 2, LOOSEST_BAR), 4)
+
+
+def _folder_bar(num_classes):
+    """Why a folder's classifier has its bar, for the message when it falls below."""
+    capped = (1 + 1 / num_classes) / 2 > LOOSEST_BAR
+    return (f"halfway between chance, 1/{num_classes}, and perfect" +
+            (f", at most {LOOSEST_BAR}, the loosest bar of the named datasets" if capped else ""))
+
+
+def require_labeled(dataset, root, what):
+    """Raises data.DatasetError (one line saying what `what` needs) unless the folder's images
+    are in at least two classes, each of at least MIN_CLASS_IMAGES usable images."""
+    if not dataset.classes or dataset.labels is None:
+        raise data.DatasetError(
+            f"{what} needs a labeled folder: the images of {root} in sub-folders, one per class "
+            f"and at least two (say {os.path.join(root, 'cats')} and "
+            f"{os.path.join(root, 'dogs')}), holding all of them; this folder has no classes (it "
+            f"is flat, has one sub-folder, or has images beside its sub-folders)")
+    counts = np.bincount(dataset.labels, minlength=len(dataset.classes))
+    rarest = int(np.argmin(counts))
+    if counts[rarest] < MIN_CLASS_IMAGES:
+        raise data.DatasetError(
+            f"{what} needs at least {MIN_CLASS_IMAGES} usable images in every class of {root} "
+            f"(one to train the classifier on, one held out to measure it); "
+            f"{dataset.classes[rarest]}/ has {counts[rarest]}")
+
+
+def folder_split(labels, num_classes):
+    """(train indices, held-out indices) of a folder's labeled images: a fifth of each class
+    (at least one image) held out, drawn with a fixed seed, so the split is the same for the
+    same labels -- the same folder fingerprint -- every time. Both sorted, disjoint, covering
+    every image."""
+    labels = np.asarray(labels)
+    held = []
+    for label in range(num_classes):
+        members = np.flatnonzero(labels == label)
+        if len(members):
+            drawn = np.random.default_rng([FOLDER_SPLIT_SEED, label]).permutation(members)
+            held.append(drawn[:max(1, int(round(len(members) * FOLDER_HELDOUT_FRACTION)))])
+    held = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    return np.setdiff1d(np.arange(len(labels)), held), held
+
+
+def load_folder_classifier(dataset, root, data_dir="data", log=print):
+    """The classifier of a labeled folder (a data.load_folder Dataset), trained on its
+    folder_split and cached under <data-dir>/classifiers/folder-<fingerprint>/ on first use.
+
+    Returns:
+      (Classifier, info dict with its held-out accuracy and the bar it had to reach).
+
+    Raises:
+      data.DatasetError: the folder has no classes, or a class too few images (require_labeled).
+    """
+    require_labeled(dataset, root, "a classifier of the folder's classes")
+    num_classes, channels = len(dataset.classes), int(dataset.images.shape[-1])
+    folder = os.path.join(data_dir, "classifiers", f"folder-{dataset.fingerprint}")
+    what = f"{num_classes}-class folder"
+    required = (required_accuracy(num_classes), _folder_bar(num_classes))
+    cached = _cached_classifier(folder, channels, num_classes, what, required, log)
+    if cached:
+        return cached
+    train, held = folder_split(dataset.labels, num_classes)
+    # The classifier sees 32x32, as quality.quality scores (a 64x64 run's images resized alike).
+    train_set = (data.resize(dataset.images[train], data.IMAGE_SIZE), dataset.labels[train])
+    held_set = (data.resize(dataset.images[held], data.IMAGE_SIZE), dataset.labels[held])
+    batches = len(train) // min(TRAIN_BATCH, len(train))
+    epochs = max(1, math.ceil(FOLDER_CLASSIFIER_STEPS / batches))
+    info = {"dataset": data.FOLDER, "images": os.path.abspath(root),
+            "fingerprint": dataset.fingerprint, "classes": list(dataset.classes)}
+    return _train_and_cache(folder, what, Classifier(channels, num_classes), train_set, held_set,
+                            epochs, required, info, log)
+
+
+def dataset_classifier(dataset, root=None, data_dir="data", download=True, verify=True,
+                       log=print):
+    """The classifier that scores a run on `dataset`: load_folder_classifier for a folder (its
+    path `root`), load_classifier for a named dataset."""
+    if dataset.name == data.FOLDER:
+        return load_folder_classifier(dataset, root, data_dir, log)
+    return load_classifier(dataset.name, data_dir, download, verify, log)
+
+
+def _accuracy_line(what, info, required):
+    """The classifier's held-out accuracy, and whether it falls below `required`, a (bar, why
+    or None) pair."""
+    accuracy, (required, why) = info["heldout_accuracy"], required
+    below = f" -- BELOW the required {required}" + (f" ({why})" if why else "") + \
+        "; its scores are less trustworthy"
+    return (f"{what} classifier: held-out accuracy {accuracy:.4f} on {info['heldout_images']} "
+            f"images" + ("" if accuracy >= required else below))
+
+
+def _train_and_cache(folder, what, classifier, train_set, held_set, epochs, required, info, log):
+    """Trains `classifier`, measures it on `held_set` against `required` (bar, why), caches it
+    in `folder`: (classifier, info)."""
+    log(f"training the {what} classifier once ({len(train_set[0])} images, {epochs} epochs); "
         f"cached in {folder}")
     start = time.time()
-    classifier = Classifier(data.channels(name))
-    classifier.fit(train_images, train_labels, epochs, log=log)
-    accuracy = classifier.accuracy(held_images, held_labels)
-    info = {"version": CLASSIFIER_VERSION, "dataset": name, "heldout_accuracy": accuracy,
-            "heldout_images": len(held_images), "train_images": len(train_images),
+    classifier.fit(*train_set, epochs, log=log)
+    info = {"version": CLASSIFIER_VERSION, **info,
+            "num_classes": classifier.num_classes, "channels": classifier.channels,
+            "heldout_accuracy": classifier.accuracy(*held_set),
+            "required_accuracy": required[0],
+            "heldout_images": len(held_set[0]), "train_images": len(train_set[0]),
             "epochs": epochs, "train_seconds": round(time.time() - start, 1)}
-    required = REQUIRED_ACCURACY[name]
-    log(f"{name} classifier: held-out accuracy {accuracy:.4f} on {len(held_images)} images"
-        + ("" if accuracy >= required else f" -- BELOW the required {required}; its scores are "
-                                             f"less trustworthy"))
+    log(_accuracy_line(what, info, required))
     try:
         classifier.save(folder, info)
     except (OSError, tf.errors.OpError) as error:
@@ -187,9 +307,10 @@ def load_classifier(name, data_dir="data", download=True, verify=True, log=print
     return classifier, info
 
 
-def _cached_classifier(name, folder, log):
-    """(Classifier, info) from the cache, or None: nothing cached, an older version, or a damaged
-    cache (said, and then trained again and replaced)."""
+def _cached_classifier(folder, channels, num_classes, what, required, log):
+    """(Classifier, info) from the cache, or None: nothing cached, an older version or another
+    shape, or a damaged cache (said, and then trained again and replaced). A cached classifier
+    below its bar says so each time it is used."""
     info_path = os.path.join(folder, "info.json")
     if not os.path.exists(info_path):
         return None
@@ -199,10 +320,14 @@ def _cached_classifier(name, folder, log):
             info = json.load(handle)
         if not isinstance(info, dict) or not isinstance(info.get("heldout_accuracy"), float):
             raise ValueError("info.json is not the cache's record")
-        if info.get("version") != CLASSIFIER_VERSION:
+        # (caches written before the class count was recorded are the named datasets' 10)
+        if info.get("version") != CLASSIFIER_VERSION or \
+                info.get("num_classes", data.NUM_CLASSES) != num_classes:
             return None
-        classifier = Classifier(data.channels(name))
+        classifier = Classifier(channels, num_classes)
         classifier.restore(folder)
+        if info["heldout_accuracy"] < required[0]:
+            log(_accuracy_line(what, info, required))
         return classifier, info
     except (OSError, ValueError, tf.errors.OpError) as error:
         if classifier:

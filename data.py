@@ -163,12 +163,16 @@ def _load_32(name, data_dir, splits, verify, download):
 
 
 def load_folder(root, data_dir="data", image_size=IMAGE_SIZE, channels=None, fit="crop",
-                log=print):
+                log=print, recorded=None):
     """A folder of the user's images (image_folder.load), cached under <data_dir>/folders/.
 
+    Args:
+      recorded: (fingerprint, image count) a run recorded of the folder (evaluate.py,
+        features.py): a folder whose images are no longer those is refused.
+
     Raises:
-      DatasetError: the folder is missing, not a folder, holds no usable image, or its cache
-        cannot be written; one line naming the path.
+      DatasetError: the folder is missing, not a folder, holds no usable image, its cache
+        cannot be written, or it is not the one `recorded`; one line naming the path.
     """
     try:
         loaded = image_folder.load(root, os.path.join(data_dir, FOLDER_CACHES), image_size,
@@ -177,6 +181,12 @@ def load_folder(root, data_dir="data", image_size=IMAGE_SIZE, channels=None, fit
         raise DatasetError(str(error)) from None
     for message in loaded.messages:
         log(message)
+    if recorded and loaded.fingerprint != recorded[0]:
+        changed = f": {loaded.changes}" if loaded.changes else ""
+        raise DatasetError(f"{root} has changed since the run trained on it ({recorded[1]:,} "
+                           f"images then, {loaded.count:,} now{changed}); its numbers would "
+                           f"compare the run with other pictures. Put the folder back as it was, "
+                           f"or train again on it")
     return Dataset(FOLDER, loaded.images, loaded.labels, loaded.classes, loaded.fingerprint,
                    loaded.changes)
 

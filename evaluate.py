@@ -1,8 +1,10 @@
 """Sample quality in numbers: `python evaluate.py --run runs/mnist`.
 
-Scores images generated from a run's checkpoint with a digit classifier trained on the real
-labeled images (quality.py says what each number means), prints them and adds them, by step, to
-the run's evaluation.json.
+Scores images generated from a run's checkpoint with a classifier trained on the real labeled
+images (quality.py says what each number means), prints them and adds them, by step, to the run's
+evaluation.json. A run of --dataset folder is scored with a classifier of the folder's classes (its
+sub-folders; classifiers.load_folder_classifier), on the folder loaded again through its cache and
+refused if it changed since the run trained on it; a flat folder has no classes to score with.
 """
 import os
 import sys
@@ -42,14 +44,17 @@ def evaluate_run(run, num, seed, checkpoint=None, raw=False):
     with the checkpoint, its step and the classifier's held-out accuracy, checkpoint path)."""
     config = run.read_config()
     name, data_dir = config["dataset"], config.get("data_dir", "data")
-    if name == data.FOLDER:
-        raise runs.RunError("evaluate.py does not score runs of --dataset folder yet: the "
-                            "classifier it needs, trained on the folder's classes, is not built")
-    verify = not config.get("skip_checksum", False)
-    dataset = data.load_dataset(name, data_dir, config.get("splits"), verify, download=False,
-                                image_size=runs.image_size(config))  # as the run trained on
+    verify, size = not config.get("skip_checksum", False), runs.image_size(config)
+    if name == data.FOLDER:  # as the run trained on it, or refused
+        dataset = data.load_folder(config["images"], data_dir, size, config.get("channels"),
+                                   config["fit"], recorded=(config["data_fingerprint"], config["num_images"]))
+        classifiers.require_labeled(dataset, config["images"], "evaluate.py")
+    else:
+        dataset = data.load_dataset(name, data_dir, config.get("splits"), verify, download=False,
+                                    image_size=size)  # as the run trained on
     generated, checkpoint, generator = runs.sample_images(run, num, seed, checkpoint, raw)
-    classifier, info = classifiers.load_classifier(name, data_dir, verify=verify)
+    classifier, info = classifiers.dataset_classifier(dataset, config.get("images"), data_dir,
+                                                      verify=verify)
     try:
         result = quality.quality(classifier, data.to_uint8(generated),
                                  quality.real_images(dataset, num, seed), seed)

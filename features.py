@@ -13,6 +13,12 @@ in the same table: the claim that the GAN learned features holds only where it b
   mnist         100 labels from `train`, 10,000 validation images from the rest, error on `test`
   mnist-sample  the 1,000 held-out digits of the classifier split (classifiers.py) as test; 100
                 labels and the validation images (the rest) from the other 4,000
+  cifar10       4,000 labels from `train`, 5,000 validation images from the rest, error on `test`
+  folder        a labeled folder (sub-folders, one per class, K >= 2): the held-out fifth of each
+                class of its classifier's split (classifiers.folder_split) as test; 10 labels a
+                class (fewer when a class has fewer, leaving some to validate on) and the
+                validation images (the rest) from the other four fifths. The folder is loaded
+                again through its cache and refused if it changed since the run trained on it.
 
 Mean and spread over --draws seeded draws of the labels; saved as <run>/features.json.
 """
@@ -23,9 +29,11 @@ import warnings
 import options
 import quiet_start
 
-# --labels when parsed: the dataset (and so its pool) is known only from the run's settings.
-LABELS = options.bounded_int(10, 60_000, "one a class at least; no labeled pool holds more "
-                                         "(MNIST's train split: 60,000)")
+# --labels when parsed: the dataset (and so its pool and its classes) is known only from the run's
+# settings.
+LABELS = options.bounded_int(2, 60_000, "one a class at least, and a labeled set has two classes "
+                                        "or more; no labeled pool holds more (MNIST's train "
+                                        "split: 60,000)")
 DRAWS = options.bounded_int(1, 100, "each draw fits six SVMs a feature set")
 
 
@@ -35,7 +43,8 @@ def build_parser():
     group = parser.add_argument_group("the linear SVM")
     group.add_argument("--labels", type=LABELS, default=None,
                        help="labeled images, the same number per class (default: 1,000 for "
-                            "svhn, 100 for the MNIST variants)")
+                            "svhn, 100 for the MNIST variants, 4,000 for cifar10, 10 a class "
+                            "for a folder)")
     group.add_argument("--draws", type=DRAWS, default=5, help="seeded draws of the labels")
     group.add_argument("--seed", type=options.SEED, default=0, help="seed of the draws")
     return parser
@@ -50,6 +59,8 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     ARGS = quiet_start.parse_flags_then_import_tensorflow(parse_args)
 
+import collections  # noqa: E402
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -62,29 +73,46 @@ import runs  # noqa: E402
 tf1 = tf.compat.v1
 
 DEFAULT_LABELS = {"svhn": 1000, "mnist": 100, "mnist-sample": 100, "cifar10": 4000}
+FOLDER_LABELS_PER_CLASS = 10  # as the MNIST variants' 100 for ten digits
 VALIDATION_IMAGES = {"svhn": 10000, "mnist": 10000, "mnist-sample": None,  # None: all the rest
-                     "cifar10": 5000}
+                     "cifar10": 5000, data.FOLDER: None}
 SVM_C = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # the regularization grid searched on validation
 FEATURE_BATCH = 500
 FEATURE_SETS = ("trained", "untrained", "pixels")
 
 
+FeatureSplits = collections.namedtuple(
+    "FeatureSplits", "pool_images pool_labels test_images test_labels transductive num_classes")
+FeatureSplits.__doc__ = """Labeled and validation images are drawn from the pool; `transductive`
+when the GAN trained on the test images; labels in 0 .. num_classes - 1."""
+
+
 def feature_splits(config):
-    """(pool images, pool labels, test images, test labels, transductive): labeled and validation
-    images are drawn from the pool; `transductive` when the GAN trained on the test images."""
+    """The FeatureSplits of the run's dataset at the run's image size.
+
+    Raises:
+      data.DatasetError: a file is missing or damaged; a folder changed since the run trained
+        on it, has no classes, or a class of fewer than two images.
+    """
     name, data_dir = config["dataset"], config.get("data_dir", "data")
-    if name == data.FOLDER:
-        raise runs.RunError("features.py does not work on runs of --dataset folder yet: it needs "
-                            "labeled test images drawn from the folder's classes, not built")
     verify, size = not config.get("skip_checksum", False), runs.image_size(config)
+    if name == data.FOLDER:  # as the run trained on it, or refused
+        folder = data.load_folder(config["images"], data_dir, size, config.get("channels"),
+                                  config["fit"], recorded=(config["data_fingerprint"], config["num_images"]))
+        classifiers.require_labeled(folder, config["images"], "features.py")
+        pool, test = classifiers.folder_split(folder.labels, len(folder.classes))
+        return FeatureSplits(folder.images[pool], folder.labels[pool], folder.images[test],
+                             folder.labels[test], True, len(folder.classes))  # trained on all
     if name == "mnist-sample":
         pool_x, pool_y, test_x, test_y = classifiers.classifier_split(name, data_dir, False, verify,
                                                                       size)
-        return pool_x, pool_y, test_x, test_y, True  # the GAN trains on all 5,000 digits
+        return FeatureSplits(pool_x, pool_y, test_x, test_y, True,  # trained on all 5,000 digits
+                             data.NUM_CLASSES)
     train = data.load_dataset(name, data_dir, ("train",), verify, download=False, image_size=size)
     test = data.load_dataset(name, data_dir, ("test",), verify, download=False, image_size=size)
     trained_on = config.get("splits") or data.DEFAULT_SPLITS[name]
-    return train.images, train.labels, test.images, test.labels, "test" in trained_on
+    return FeatureSplits(train.images, train.labels, test.images, test.labels,
+                         "test" in trained_on, data.NUM_CLASSES)
 
 
 def extract(run, images, checkpoint, seed, precision):
@@ -123,6 +151,15 @@ def most_labels(pool_labels, num_classes=data.NUM_CLASSES):
     validate on."""
     counts = np.bincount(pool_labels, minlength=num_classes)
     return min(int(counts.min()), (len(pool_labels) - 1) // num_classes) * num_classes
+
+
+def default_labels(name, pool_labels, num_classes):
+    """--labels when it is not given: DEFAULT_LABELS for a named dataset; for a folder
+    FOLDER_LABELS_PER_CLASS a class, or as many as its smallest class allows."""
+    if name != data.FOLDER:
+        return DEFAULT_LABELS[name]
+    return max(min(FOLDER_LABELS_PER_CLASS * num_classes, most_labels(pool_labels, num_classes)),
+               num_classes)  # (a pool too small for one a class: check_label_count says so)
 
 
 def check_label_count(labels, pool_labels, num_classes=data.NUM_CLASSES):
@@ -188,9 +225,10 @@ def main(argv=None, args=None):
     run = runs.RunDir(args.run)
     try:
         config = run.read_config()
-        pool_x, pool_y, test_x, test_y, transductive = feature_splits(config)
-        labels = args.labels or DEFAULT_LABELS[config["dataset"]]
-        check_label_count(labels, pool_y)
+        splits = feature_splits(config)
+        pool_x, pool_y, test_x, test_y, transductive, classes = splits
+        labels = args.labels or default_labels(config["dataset"], pool_y, classes)
+        check_label_count(labels, pool_y, classes)
         checkpoint = args.checkpoint or run.newest_checkpoint()
         if not checkpoint:
             raise runs.RunError(f"{run.checkpoint_dir} holds no checkpoint yet")
@@ -204,13 +242,14 @@ def main(argv=None, args=None):
             pool_features = compute(pool_x)
             results[name] = evaluate_features(
                 (pool_features, pool_y), (compute(test_x), test_y), labels,
-                VALIDATION_IMAGES[config["dataset"]], args.draws, args.seed)
+                VALIDATION_IMAGES[config["dataset"]], args.draws, args.seed, classes)
             results[name]["features"] = int(pool_features.shape[1])
     except (runs.RunError, data.DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return getattr(error, "exit_code", 1)
     results.update(checkpoint=os.path.basename(checkpoint), dataset=config["dataset"],
-                   transductive=transductive, image_size=int(pool_x.shape[1]))
+                   transductive=transductive, image_size=int(pool_x.shape[1]),
+                   num_classes=classes, images=config.get("images"))
     print(format_table(results))
     try:
         run.write_features(results)
@@ -224,8 +263,9 @@ def main(argv=None, args=None):
 def format_table(results):
     first = results["trained"]
     size = results.get("image_size", data.IMAGE_SIZE)
-    lines = [f"{results['dataset']} at {size}x{size}, {results['checkpoint']}: linear L2-SVM "
-             f"test error with "
+    dataset = results["dataset"] if results["dataset"] != data.FOLDER else \
+        f"{results['images']} ({results['num_classes']} classes)"
+    lines = [f"{dataset} at {size}x{size}, {results['checkpoint']}: linear L2-SVM test error with "
              f"{first['labels']} labels, {first['validation_images']} validation and "
              f"{first['test_images']} test images, {first['draws']} draws",
              f"{'features':<34} {'test error':>12} {'spread':>8}"]
@@ -237,9 +277,12 @@ def format_table(results):
         lines.append(f"{titles[name]:<34} {100 * results[name]['test_error_mean']:>11.2f}% "
                      f"{100 * results[name]['test_error_std']:>7.2f}%")
     if results["transductive"]:
-        strict = ("mnist-sample has no split the GAN does not train on: for the strict protocol "
-                  "use svhn or mnist, trained with --splits train" if results["dataset"] ==
-                  "mnist-sample" else "for the strict protocol train with --splits train")
+        strict = {"mnist-sample": "mnist-sample has no split the GAN does not train on: for the "
+                                  "strict protocol use svhn or mnist, trained with --splits train",
+                  data.FOLDER: "a folder run trains on every image of the folder, its held-out "
+                               "fifth too: for the strict protocol use svhn or mnist, trained "
+                               "with --splits train"}.get(
+            results["dataset"], "for the strict protocol train with --splits train")
         lines.append(f"note: the GAN trained on the test images (without their labels): a "
                      f"transductive setting; {strict}.")
     return "\n".join(lines)

@@ -35,6 +35,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+import data
 import dcgan
 import durable
 import hyperparameters
@@ -56,6 +57,9 @@ _LOCK_FILE = ".lock"
 # Settings every config.json of train.py held, from the first version on: a folder without the
 # marker (it came later) is an earlier version's run directory when its config.json has them.
 _RUN_SETTINGS = ("dataset", "output_dim", "z_dim", "batch_size")
+# What a --dataset folder run's config.json must hold for its folder to be loaded again as the
+# run trained on it: where it is, how it was decoded, and what it held.
+FOLDER_SETTINGS = {"images": str, "fit": str, "data_fingerprint": str, "num_images": int}
 # The first version's metrics.csv (538f904 to 391f6ea): no quality columns. Rows are told apart
 # by their number of fields.
 FIRST_METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, "time")
@@ -590,7 +594,7 @@ class RunDir:
 
     def read_config(self, required=("dataset", "output_dim", "z_dim")):
         """The settings train.py saved, as a dict; `output_dim`, `z_dim` and `image_size`
-        checked.
+        checked, and a folder run's FOLDER_SETTINGS there, of their types.
 
         Raises:
           RunError: no config.json (not a run directory), damaged, or a required key missing.
@@ -601,9 +605,14 @@ class RunDir:
                 "get that far)" if os.path.isfile(os.path.join(self.path, RUN_MARKER)) else \
                 "is not a run directory (config.json not found)"
             raise RunError(f"{self.path} {what}; train first: python train.py --out {self.path}")
-        missing = [key for key in required if key not in config]
+        folder_settings = FOLDER_SETTINGS if config.get("dataset") == data.FOLDER else {}
+        missing = [key for key in (*required, *folder_settings) if key not in config]
         if missing:
             raise RunError(f"{self.config_path}: run settings lack {', '.join(missing)}")
+        for key, kind in folder_settings.items():
+            if type(config[key]) is not kind:  # (bool is an int, and no count)
+                raise RunError(f"{self.config_path}: {key} {config[key]!r} is not a "
+                               f"{kind.__name__}; the file is damaged")
         for key in ("output_dim", "z_dim"):
             value = config.get(key, 1)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

@@ -157,9 +157,6 @@ def parse_args(argv=None):
     if not folder and (args.channels is not None or args.fit is not None):
         parser.error("--channels and --fit go with --dataset folder (the named datasets have "
                      "their own channels and are square)")
-    if folder and args.eval_every:
-        parser.error("--eval-every does not work with --dataset folder yet: the classifier it "
-                     "needs, trained on the folder's classes, is not built")
     if folder and args.splits:
         parser.error("--splits does not apply to --dataset folder: it trains on every image")
     if folder:
@@ -249,7 +246,8 @@ Evaluation = collections.namedtuple("Evaluation", "classifier real_images")
 
 
 def load_evaluation(args, dataset):
-    """With --eval-every, the cached classifier and the real images to compare with; else None."""
+    """With --eval-every, the cached classifier (a folder's: of its classes) and the real images
+    to compare with; else None."""
     if not args.eval_every:
         return None
     if len(dataset.images) < quality.MIN_IMAGES:
@@ -257,11 +255,14 @@ def load_evaluation(args, dataset):
                             f"({quality.MIN_IMAGES_WHY}); {args.dataset} has "
                             f"{len(dataset.images)}")
     try:
-        classifier, _ = classifiers.load_classifier(args.dataset, args.data_dir,
-                                                download=not args.no_download,
-                                                verify=not args.skip_checksum)
+        if args.dataset == data.FOLDER:  # known only now that the folder is listed
+            classifiers.require_labeled(dataset, args.images, "--eval-every")
+        classifier, _ = classifiers.dataset_classifier(dataset, args.images, args.data_dir,
+                                                       download=not args.no_download,
+                                                       verify=not args.skip_checksum)
     except data.DatasetError as error:
-        raise runs.RunError(f"--eval-every needs the classifier's data: {error}") from None
+        raise runs.RunError(str(error) if args.dataset == data.FOLDER else  # it says so
+                            f"--eval-every needs the classifier's data: {error}") from None
     return Evaluation(classifier, quality.real_images(dataset, args.eval_num, args.seed))
 
 

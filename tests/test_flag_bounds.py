@@ -46,7 +46,7 @@ OUT_OF_RANGE = [
     ("generate", "--walk-points", ["1", "4097"]),
     ("evaluate", "--num", ["3", "1000000000"]),
     ("evaluate", "--seed", ["-1", str(2 ** 32)]),
-    ("features", "--labels", ["9", "0", "100000"]),
+    ("features", "--labels", ["1", "0", "100000"]),
     ("features", "--draws", ["0", "101"]),
     ("features", "--seed", ["-1", str(2 ** 32)]),
     ("bench", "--batch-size", ["0", "2049"]),

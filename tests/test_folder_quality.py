@@ -1,11 +1,81 @@
-"""The scores and features.py's labels for K classes (K the classifier's outputs), on known
-inputs."""
+"""evaluate.py, features.py and train.py --eval-every on --dataset folder runs: the classifier of a
+labeled folder's K classes (cached by fingerprint, trained on a fixed held-out split, measured
+against its bar), the K-class scores, and the one-line refusals of a folder without classes and of
+a folder that changed since the run trained on it."""
+import json
+import os
+
 import numpy as np
 import pytest
+from PIL import Image
 
+import classifiers
+import data
+import evaluate
 import features
 import quality
 import runs
+import train
+
+CLASSES = ("bottom", "left", "top")  # sorted, so labels 0, 1, 2
+
+
+def write_folder(root, per_class=10, classes=CLASSES, flat=False, blank=False):
+    """Gray 20x20 PNGs over noise, brightened where the class says (its bottom, left or top
+    half), each class in its sub-folder (or all in `root` when flat); `blank`: all black, so no
+    classifier can tell the classes apart."""
+    rng = np.random.default_rng(0)
+    for name in classes:
+        folder = root if flat else os.path.join(root, name)
+        os.makedirs(folder, exist_ok=True)
+        for index in range(per_class):
+            pixels = np.zeros((20, 20), np.uint8) if blank else \
+                rng.integers(0, 60, (20, 20)).astype(np.uint8)
+            if not blank:
+                half = {"top": np.s_[:10], "bottom": np.s_[10:], "left": np.s_[:, :10]}[name]
+                pixels[half] += 180
+            Image.fromarray(pixels).save(os.path.join(folder, f"{name}{index:02d}.png"))
+
+
+@pytest.fixture
+def quick_classifier(monkeypatch):
+    """A folder classifier of 40 Adam steps: enough for these easy classes, and quick."""
+    monkeypatch.setattr(classifiers, "FOLDER_CLASSIFIER_STEPS", 40)
+
+
+def quiet(message):
+    pass
+
+
+def one_error_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+# --- The split, the bar and the K-class numbers ------------------------------------------------
+def test_the_held_out_split_is_a_fifth_of_each_class_fixed_and_disjoint():
+    labels = np.random.default_rng(3).permutation(np.repeat([0, 1, 2, 3], [5, 10, 3, 2]))
+    train_part, held = classifiers.folder_split(labels, 4)
+    assert np.bincount(labels[held], minlength=4).tolist() == [1, 2, 1, 1]  # at least one each
+    assert np.bincount(labels[train_part], minlength=4).tolist() == [4, 8, 2, 1]
+    assert not set(train_part) & set(held)
+    assert sorted([*train_part, *held]) == list(range(len(labels)))
+    assert list(held) == sorted(held) and list(train_part) == sorted(train_part)
+    again_train, again_held = classifiers.folder_split(labels.copy(), 4)
+    np.testing.assert_array_equal(held, again_held)
+    np.testing.assert_array_equal(train_part, again_train)
+    # 500 of each of ten digits: 100 of each held out, as the mnist-sample split's 1,000.
+    train_part, held = classifiers.folder_split(np.repeat(np.arange(10), 500), 10)
+    assert len(held) == 1000 and len(train_part) == 4000
+
+
+def test_the_bar_is_halfway_between_chance_and_perfect_and_never_above_cifar10s():
+    assert classifiers.required_accuracy(3) == pytest.approx(2 / 3, abs=1e-4)
+    assert classifiers.required_accuracy(10) == 0.55
+    assert classifiers.required_accuracy(100) == 0.505
+    assert classifiers.required_accuracy(2) == classifiers.REQUIRED_ACCURACY["cifar10"] == 0.7
 
 
 def test_the_class_numbers_take_k_from_the_classifiers_outputs():
@@ -42,14 +112,181 @@ def test_quality_scores_k_classes_against_the_real_floor():
     assert "classifier score 1.000 of at most 3 (real " in quality.format_quality(result)
 
 
+# --- The folder's classifier ---------------------------------------------------------------------
+@pytest.mark.parametrize("dataset, words", [
+    (data.Dataset("folder", np.zeros((6, 8, 8, 1), np.uint8), None, None, "f"),
+     "needs a labeled folder: the images of pics in sub-folders, one per class and at least two"),
+    (data.Dataset("folder", np.zeros((6, 8, 8, 1), np.uint8), np.array([0, 0, 0, 0, 0, 1]),
+                  ["cats", "dogs"], "f"),
+     "needs at least 2 usable images in every class of pics (one to train the classifier on, "
+     "one held out to measure it); dogs/ has 1"),
+    (data.Dataset("folder", np.zeros((6, 8, 8, 1), np.uint8), np.zeros(6, np.int64),
+                  ["cats", "dogs"], "f"), "dogs/ has 0"),  # every file of dogs/ skipped
+])
+def test_a_folder_the_classifier_cannot_learn_from_is_one_line(dataset, words):
+    with pytest.raises(data.DatasetError) as error:
+        classifiers.require_labeled(dataset, "pics", "evaluate.py")
+    assert str(error.value).startswith("evaluate.py needs") and words in str(error.value)
+    assert "\n" not in str(error.value)
+    with pytest.raises(data.DatasetError, match="needs"):
+        classifiers.load_folder_classifier(dataset, "pics", "unused", log=quiet)
+
+
+def test_the_folder_classifier_is_trained_once_per_fingerprint(tmp_path, quick_classifier):
+    root, data_dir = str(tmp_path / "pictures"), str(tmp_path / "data")
+    write_folder(root)
+    dataset = data.load_folder(root, data_dir, log=quiet)
+    messages = []
+    first, info = classifiers.load_folder_classifier(dataset, root, data_dir, messages.append)
+    try:
+        assert any(m.startswith("training the 3-class folder classifier once (24 images")
+                   for m in messages)
+        assert info["num_classes"] == 3 and info["classes"] == list(CLASSES)
+        assert info["fingerprint"] == dataset.fingerprint and info["channels"] == 1
+        assert (info["train_images"], info["heldout_images"]) == (24, 6)
+        assert info["required_accuracy"] == 0.6667
+        assert info["heldout_accuracy"] >= info["required_accuracy"]  # easy classes: learned
+        probabilities, _ = first.predict(dataset.images[:5])
+        assert probabilities.shape == (5, 3)
+    finally:
+        first.close()
+    cache = tmp_path / "data" / "classifiers" / f"folder-{dataset.fingerprint}"
+    assert json.loads((cache / "info.json").read_text()) == info
+
+    messages.clear()
+    second, again = classifiers.load_folder_classifier(dataset, root, data_dir, messages.append)
+    try:
+        assert again == info and not any("training" in m for m in messages)  # from the cache
+        np.testing.assert_allclose(second.predict(dataset.images[:5])[0], probabilities,
+                                   rtol=1e-6)
+    finally:
+        second.close()
+
+    # Another fingerprint (a file added; RGB decoding) is another classifier, beside the first.
+    Image.new("L", (20, 20), 255).save(os.path.join(root, "top", "new.png"))
+    changed = data.load_folder(root, data_dir, log=quiet)
+    rgb = data.load_folder(root, data_dir, channels=3, log=quiet)
+    assert len({dataset.fingerprint, changed.fingerprint, rgb.fingerprint}) == 3
+    for other, channels in ((changed, 1), (rgb, 3)):
+        messages.clear()
+        classifier, other_info = classifiers.load_folder_classifier(other, root, data_dir,
+                                                                    messages.append)
+        classifier.close()
+        assert any(m.startswith("training the 3-class folder classifier") for m in messages)
+        assert other_info["channels"] == classifier.channels == channels
+        assert other_info["train_images"] + other_info["heldout_images"] == 31
+    assert sorted(os.listdir(tmp_path / "data" / "classifiers")) == sorted(
+        f"folder-{d.fingerprint}" for d in (dataset, changed, rgb))
+
+
+def test_a_classifier_below_its_bar_says_so_with_the_bar_each_time(tmp_path, quick_classifier):
+    root, data_dir = str(tmp_path / "pictures"), str(tmp_path / "data")
+    write_folder(root, per_class=5, blank=True)  # the same black image in every class
+    dataset = data.load_folder(root, data_dir, log=quiet)
+    for _ in range(2):  # trained, then from the cache
+        messages = []
+        classifier, info = classifiers.load_folder_classifier(dataset, root, data_dir,
+                                                              messages.append)
+        classifier.close()
+        assert info["heldout_accuracy"] == pytest.approx(1 / 3)  # one class for all: 1 of 3
+        assert "3-class folder classifier: held-out accuracy 0.3333 on 3 images -- BELOW the " \
+               "required 0.6667 (halfway between chance, 1/3, and perfect); its scores are less " \
+               "trustworthy" in messages
+
+
+# --- The commands on folder runs -----------------------------------------------------------------
+def argv(tmp_path, folder="pictures", out="run", *extra):
+    return ["--dataset", "folder", "--images", str(tmp_path / folder), "--data-dir",
+            str(tmp_path / "data"), "--out", str(tmp_path / out), "--image-size", "16",
+            "--batch-size", "8", "--sample-grid", "2", "--epochs", "1", *extra]
+
+
+def test_a_labeled_folder_run_is_scored_during_and_after_training(tmp_path, quick_classifier,
+                                                                  capsys):
+    write_folder(str(tmp_path / "pictures"))
+    run = tmp_path / "run"
+    assert train.main(argv(tmp_path, "pictures", "run", "--eval-every", "1", "--eval-num",
+                           "8")) == 0
+    out = capsys.readouterr().out
+    assert "training the 3-class folder classifier once (24 images" in out
+    assert "epoch 1 quality: classifier score" in out and "of at most 3 (real" in out
+    config = runs.RunDir(str(run)).read_config()
+    rows = [row for row in runs.RunDir(str(run)).read_metrics() if "classifier_score" in row]
+    assert len(rows) == 1 and 1.0 <= rows[0]["classifier_score"] <= 3.0
+    assert (run / "quality.png").is_file()
+    assert (tmp_path / "data" / "classifiers" / f"folder-{config['data_fingerprint']}").is_dir()
+
+    assert evaluate.main(["--run", str(run), "--num", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "training" not in out  # the classifier --eval-every trained, from its cache
+    result = json.loads((run / "evaluation.json").read_text())["3"]
+    assert result["num_classes"] == 3 and result["num_generated"] == 8
+    assert 1.0 <= result["real_classifier_score"] <= 3.0
+    assert result["classifier_heldout_accuracy"] >= 0.6667
+
+    assert features.main(["--run", str(run), "--draws", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'pictures'} (3 classes) at 16x16" in out and "transductive" in out
+    result = json.loads((run / "features.json").read_text())
+    assert result["dataset"] == "folder" and result["num_classes"] == 3
+    for name in features.FEATURE_SETS:  # 10 a class would leave none to validate on: 7 a class
+        assert result[name]["labels"] == 21 and result[name]["validation_images"] == 3
+        assert result[name]["test_images"] == 6 and 0.0 <= result[name]["test_error_mean"] <= 1
+
+    # The folder changes: both refuse in one line, and nothing the run holds changes.
+    Image.new("L", (20, 20)).save(tmp_path / "pictures" / "top" / "new.png")
+    saved = {name: (run / name).read_bytes() for name in ("evaluation.json", "features.json")}
+    for tool in (evaluate, features):
+        assert tool.main(["--run", str(run)]) == 1
+        line = one_error_line(capsys.readouterr().err)
+        assert f"{tmp_path / 'pictures'} has changed since the run trained on it (30 images " \
+               f"then, 31 now" in line and "Put the folder back as it was" in line
+    assert {name: (run / name).read_bytes() for name in saved} == saved
+
+
+def test_a_folder_without_classes_trains_but_is_not_scored(tmp_path, capsys):
+    write_folder(str(tmp_path / "flat"), per_class=4, flat=True)
+    assert train.main(argv(tmp_path, "flat", "flat-run")) == 0
+    capsys.readouterr()
+    for tool in (evaluate, features):
+        assert tool.main(["--run", str(tmp_path / "flat-run")]) == 1
+        line = one_error_line(capsys.readouterr().err)
+        assert f"{tool.__name__}.py needs a labeled folder: the images of {tmp_path / 'flat'} " \
+               f"in sub-folders, one per class and at least two" in line
+
+    write_folder(str(tmp_path / "one"), per_class=10, classes=("top",))  # one sub-folder
+    assert train.main(argv(tmp_path, "one", "one-run", "--eval-every", "1")) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: --eval-every needs a labeled folder: the images of "
+                           f"{tmp_path / 'one'} in sub-folders")
+    assert not os.path.exists(tmp_path / "one-run")  # refused before training: no run left
+
+
+# --- features.py's label counts for K classes ----------------------------------------------------
 def test_label_draws_and_counts_follow_the_number_of_classes():
     labels = np.repeat(np.arange(3), 8)
     labeled, validation = features.draw_labeled(labels, 2, None, np.random.default_rng(0), 3)
     assert np.bincount(labels[labeled]).tolist() == [2, 2, 2] and len(validation) == 18
     assert features.most_labels(labels, 3) == 21
+    assert features.default_labels("folder", labels, 3) == 21  # 10 a class asked, 7 possible
+    assert features.default_labels("folder", np.repeat(np.arange(3), 50), 3) == 30
+    assert features.default_labels("svhn", labels, 10) == 1000
     features.check_label_count(3, labels, 3)
     with pytest.raises(runs.RunError, match="^--labels 2 is fewer than one a class: this "
                                             "dataset has 3 classes; use at least 3$"):
         features.check_label_count(2, labels, 3)
     with pytest.raises(runs.RunError, match="too small for one label a class of its 3"):
         features.check_label_count(3, np.arange(3), 3)  # one image a class: none to validate
+
+
+def test_a_folder_runs_settings_must_name_its_folder(tmp_path):
+    run = runs.RunDir(str(tmp_path))
+    settings = {"dataset": "folder", "output_dim": 1, "z_dim": 100}
+    runs.write_json(run.config_path, settings)
+    with pytest.raises(runs.RunError, match="run settings lack images, fit, data_fingerprint, "
+                                            "num_images$"):
+        run.read_config()
+    runs.write_json(run.config_path, dict(settings, images=7, fit="crop", data_fingerprint="f",
+                                          num_images=3))
+    with pytest.raises(runs.RunError, match="images 7 is not a str; the file is damaged$"):
+        run.read_config()
