@@ -506,8 +506,8 @@ def train_in(run, args, claim):
     settings = dict(vars(args), splits=list(args.splits), output_dim=output_dim,
                     num_images=len(dataset.images), tensorflow=tf.__version__,
                     data_fingerprint=dataset.fingerprint, classes=dataset.classes)
-    resized = "" if args.image_size == data.IMAGE_SIZE else \
-        f", resized from {data.IMAGE_SIZE}x{data.IMAGE_SIZE} (Lanczos)"
+    resized = "" if args.image_size == data.IMAGE_SIZE or args.dataset == data.FOLDER else \
+        f", resized from {data.IMAGE_SIZE}x{data.IMAGE_SIZE} (Lanczos)"  # (a folder: decoded so)
     derived = {"the data": f"{options.plural(len(dataset.images), 'image')} of "
                            f"{args.image_size}x{args.image_size}x{output_dim}{resized}",
                "tensorflow": tf.__version__}

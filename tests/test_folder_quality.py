@@ -210,6 +210,7 @@ def test_a_labeled_folder_run_is_scored_during_and_after_training(tmp_path, quic
     out = capsys.readouterr().out
     assert "training the 3-class folder classifier once (24 images" in out
     assert "epoch 1 quality: classifier score" in out and "of at most 3 (real" in out
+    assert "30 images of 16x16x1\n" in out  # decoded at 16, not resized from 32
     config = runs.RunDir(str(run)).read_config()
     rows = [row for row in runs.RunDir(str(run)).read_metrics() if "classifier_score" in row]
     assert len(rows) == 1 and 1.0 <= rows[0]["classifier_score"] <= 3.0
