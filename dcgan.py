@@ -11,6 +11,8 @@ is a named value in hyperparameters.py; nothing else in the project repeats a nu
 No file I/O and no flags live here.
 """
 import collections
+import contextlib
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -73,37 +75,115 @@ def _conv2d_transpose(x, filters, name, implementation, use_bias=True):
         return tf.nn.bias_add(y, _bias("bias", filters, x.dtype)) if use_bias else y
 
 
-def _batch_norm(x, training, name, update_moving_stats=True, momentum=BN_MOMENTUM):
+def _batch_norm(x, training, name, update_moving_stats=True, momentum=BN_MOMENTUM,
+                sync=False):
     """Fused batch norm (NHWC) with float32 parameters and statistics, whatever x's dtype.
 
     Training mode normalizes with the batch statistics and, if `update_moving_stats`, adds the
     moving-average updates (m <- momentum m + (1 - momentum) batch) to the UPDATE_OPS collection
-    (the TF1 convention: the optimizer runs them as control dependencies). Inference mode
-    normalizes with the moving statistics.
+    (the TF1 convention: the optimizer runs them as control dependencies) and to the list of
+    `_recorded_updates`, if one is open in this thread. Inference mode normalizes with the moving
+    statistics. With `sync` (training under a tf.distribute strategy), the batch statistics are
+    those of every replica's batch together (`_cross_replica_moments`).
+
+    The moving statistics are created with a MEAN aggregation: under a strategy each replica's
+    update is averaged across replicas, so every copy stays the same; on one device the
+    aggregation changes nothing.
     """
     channels = x.shape[-1]
     with tf1.variable_scope(name):
         gamma = tf1.get_variable("gamma", [channels], initializer=tf1.ones_initializer())
         beta = tf1.get_variable("beta", [channels], initializer=tf1.zeros_initializer())
         moving_mean = tf1.get_variable("moving_mean", [channels], trainable=False,
-                                       initializer=tf1.zeros_initializer())
+                                       initializer=tf1.zeros_initializer(), **_MOVING_STAT)
         moving_variance = tf1.get_variable("moving_variance", [channels], trainable=False,
-                                           initializer=tf1.ones_initializer())
+                                           initializer=tf1.ones_initializer(), **_MOVING_STAT)
         if not training:
             y, _, _ = tf1.nn.fused_batch_norm(x, gamma, beta, moving_mean, moving_variance,
                                               epsilon=BN_EPSILON, is_training=False)
             return y
-        y, batch_mean, batch_variance = tf1.nn.fused_batch_norm(x, gamma, beta,
-                                                                epsilon=BN_EPSILON,
-                                                                is_training=True)
+        if sync:
+            y, batch_mean, batch_variance = _synchronized_batch_norm(x, gamma, beta)
+        else:
+            y, batch_mean, batch_variance = tf1.nn.fused_batch_norm(x, gamma, beta,
+                                                                    epsilon=BN_EPSILON,
+                                                                    is_training=True)
         if update_moving_stats:
             decay = 1.0 - momentum
-            tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, tf1.assign_sub(
-                moving_mean, (moving_mean - batch_mean) * decay, name="update_moving_mean"))
-            tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, tf1.assign_sub(
-                moving_variance, (moving_variance - batch_variance) * decay,
-                name="update_moving_variance"))
+            updates = [tf1.assign_sub(moving_mean, (moving_mean - batch_mean) * decay,
+                                      name="update_moving_mean"),
+                       tf1.assign_sub(moving_variance, (moving_variance - batch_variance) * decay,
+                                      name="update_moving_variance")]
+            for update in updates:
+                tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, update)
+            recording = getattr(_recording, "updates", None)
+            if recording is not None:
+                recording.extend(updates)
         return y
+
+
+_MOVING_STAT = dict(aggregation=tf.VariableAggregation.MEAN,
+                    synchronization=tf.VariableSynchronization.ON_WRITE)
+_recording = threading.local()
+
+
+@contextlib.contextmanager
+def _recorded_updates():
+    """Collects the moving-statistics updates the batch norms built in this thread add while the
+    block runs. Under a strategy each replica builds its pass in a thread of its own, and a
+    replica's updates are not named after it (MEAN-aggregated updates live under the first
+    replica's names), so neither a scope filter nor a before/after difference of UPDATE_OPS
+    finds them; this list does."""
+    previous = getattr(_recording, "updates", None)
+    _recording.updates = updates = []
+    try:
+        yield updates
+    finally:
+        _recording.updates = previous
+
+
+def _synchronized_batch_norm(x, gamma, beta):
+    """Batch norm with the statistics of all replicas' batches together: (y, mean, variance), the
+    variance Bessel-corrected for the moving statistics as fused_batch_norm's is. The replicas'
+    batches are equal in size, so the mean of their moments is the moments of the whole."""
+    x32 = tf.cast(x, tf.float32)
+    moments = tf.stack([tf.reduce_mean(x32, [0, 1, 2]), tf.reduce_mean(tf.square(x32), [0, 1, 2])])
+    mean, mean_square = tf.unstack(_cross_replica_mean(moments))
+    variance = tf.nn.relu(mean_square - tf.square(mean))  # round-off must not make it negative
+    y = tf.nn.batch_normalization(x32, mean, variance, beta, gamma, BN_EPSILON)
+    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    count = tf.cast(tf.size(x32) // x32.shape[-1] * replicas, tf.float32)
+    return tf.cast(y, x.dtype), mean, variance * count / tf.maximum(count - 1.0, 1.0)
+
+
+_ALL_REDUCED_GRADIENT = "DcganAllReducedGradient"
+
+
+def _cross_replica_mean(x):
+    """The mean of x over the replicas, differentiable: each replica's gradient is the mean of
+    all replicas' gradients (every replica's loss reads the same mean).
+
+    Built in replica context with merge_call and the strategy's own reduce_to
+    (ReplicaContext.all_reduce does not work in a v1 graph in TF 2.21, nor does
+    tf.custom_gradient, which looks for `.../replica_1` variables that do not exist). The
+    forward value is the reduced one with the gradient of the identity, and an identity op whose
+    gradient is all-reduced carries the rest.
+    """
+    forward = x + tf.stop_gradient(_reduce_mean_across_replicas(x) - x)
+    with tf1.get_default_graph().gradient_override_map({"Identity": _ALL_REDUCED_GRADIENT}):
+        return tf.identity(forward)
+
+
+@tf.RegisterGradient(_ALL_REDUCED_GRADIENT)
+def _all_reduced_gradient(op, upstream):
+    del op  # an identity: only the upstream gradient matters
+    return _reduce_mean_across_replicas(upstream)
+
+
+def _reduce_mean_across_replicas(x):
+    context = tf.distribute.get_replica_context()
+    return context.merge_call(lambda strategy, value: strategy.extended.reduce_to(
+        tf.distribute.ReduceOp.MEAN, value, destinations=value), args=(x,))
 
 
 # --- Networks --------------------------------------------------------------------------------
@@ -130,7 +210,8 @@ def _check_image_size(image_size):
 
 
 def generator(z, output_dim, reuse=False, training=True, precision="float32",
-              implementation=None, stats_momentum=BN_MOMENTUM, image_size=IMAGE_SIZE):
+              implementation=None, stats_momentum=BN_MOMENTUM, image_size=IMAGE_SIZE,
+              sync_batch_norm=False):
     """Maps z to a batch of `image_size` x `image_size` images in [-1, 1].
 
     The layers come from hyperparameters.generator_filters(image_size). At 32: dense -> 4x4x512
@@ -150,6 +231,8 @@ def generator(z, output_dim, reuse=False, training=True, precision="float32",
       stats_momentum: in training mode, the momentum of the moving-statistics updates (0 sets
         them to this batch's statistics).
       image_size: the side of the images (hyperparameters.image_size_problem says which work).
+      sync_batch_norm: in training mode under a tf.distribute strategy, normalize with the
+        statistics of all replicas' batches together.
 
     Returns:
       A float32 tensor [batch, image_size, image_size, output_dim] in [-1, 1].
@@ -169,10 +252,12 @@ def generator(z, output_dim, reuse=False, training=True, precision="float32",
         x = _dense(tf.cast(z, dtype), BASE_SIDE * BASE_SIDE * base_filters, "dense1",
                    use_bias=False)
         x = tf.reshape(x, [-1, BASE_SIDE, BASE_SIDE, base_filters])
-        x = tf.nn.relu(_batch_norm(x, training, "bn1", momentum=stats_momentum))
+        x = tf.nn.relu(_batch_norm(x, training, "bn1", momentum=stats_momentum,
+                                   sync=sync_batch_norm))
         for index, filters in enumerate(hidden_filters, start=2):
             x = _conv2d_transpose(x, filters, f"deconv{index}", implementation, use_bias=False)
-            x = tf.nn.relu(_batch_norm(x, training, f"bn{index}", momentum=stats_momentum))
+            x = tf.nn.relu(_batch_norm(x, training, f"bn{index}", momentum=stats_momentum,
+                                       sync=sync_batch_norm))
         logits = _conv2d_transpose(x, output_dim, f"deconv{len(hidden_filters) + 2}",
                                    implementation)
         images = tf.tanh(tf.cast(logits, tf.float32))
@@ -181,7 +266,7 @@ def generator(z, output_dim, reuse=False, training=True, precision="float32",
 
 
 def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32",
-                  update_moving_stats=True, implementation=None):
+                  update_moving_stats=True, implementation=None, sync_batch_norm=False):
     """Scores a batch of images: the probability that each is real, and its logit.
 
     The layers come from hyperparameters.discriminator_filters of the images' side. At 32: conv
@@ -197,7 +282,7 @@ def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32
       update_moving_stats: in training mode, whether this pass adds its moving-average updates to
         UPDATE_OPS. The training graph lets only the pass over real images update them, so each
         step updates them once, in a fixed order.
-      implementation: as in `generator`.
+      implementation, sync_batch_norm: as in `generator`.
 
     Returns:
       (probability, logits): two float32 tensors of shape [batch, 1].
@@ -210,7 +295,7 @@ def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32
     if not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
     _, logits = _discriminator_layers(x, reuse, alpha, training, precision, update_moving_stats,
-                                      implementation)
+                                      implementation, sync_batch_norm)
     return tf.sigmoid(logits), logits
 
 
@@ -227,7 +312,7 @@ def _check_image_shape(x):
 
 
 def _discriminator_layers(x, reuse, alpha, training, precision, update_moving_stats,
-                          implementation):
+                          implementation, sync_batch_norm=False):
     """The discriminator's layers: ([each convolutional layer's output, after leaky ReLU, in the
     compute dtype], float32 logits [batch, 1])."""
     dtype = _compute_dtype(precision)
@@ -239,7 +324,8 @@ def _discriminator_layers(x, reuse, alpha, training, precision, update_moving_st
             batch_norm = index > 1  # no batch norm on the first layer (the paper)
             h = _conv2d(h, filters, f"conv{index}", implementation, use_bias=not batch_norm)
             if batch_norm:
-                h = _batch_norm(h, training, f"bn{index}", update_moving_stats)
+                h = _batch_norm(h, training, f"bn{index}", update_moving_stats,
+                                sync=sync_batch_norm)
             h = tf.nn.leaky_relu(h, alpha)
             activations.append(h)
         flat = tf.reshape(h, [-1, h.shape[1] * h.shape[2] * h.shape[3]])
@@ -333,9 +419,8 @@ def _averaged_sampler(z, output_dim, precision, implementation, image_size):
     """The averaged generator in inference mode, and the op that sets its statistics from a
     batch of `stats_z` (momentum 0: the statistics of that batch)."""
     stats_z = tf1.placeholder(tf.float32, [None, z.shape[-1]], name="stats_z")
-    _, updates = _with_update_ops(lambda: _averaged_generator(stats_z, output_dim, True,
-                                                              precision, implementation,
-                                                              image_size))
+    with _recorded_updates() as updates:
+        _averaged_generator(stats_z, output_dim, True, precision, implementation, image_size)
     refresh = tf.group(*updates, name="refresh_averaged_stats")
     samples = _averaged_generator(z, output_dim, False, precision, implementation, image_size)
     return Sampler(z, samples, z.shape[-1], refresh, stats_z,
@@ -482,14 +567,6 @@ def _trainable_variables(scope):
     return tf1.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, scope=scope + "/")
 
 
-def _with_update_ops(build):
-    """Calls build(); returns (its result, the UPDATE_OPS it added). A reused pass's ops live in
-    the name scope `scope`_1, ..., where a scope filter would miss them."""
-    before = set(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
-    result = build()
-    return result, [op for op in tf1.get_collection(tf1.GraphKeys.UPDATE_OPS) if op not in before]
-
-
 def _moving_stat_updates(scope):
     """The batch-norm moving-average updates of the first pass built under `scope` (a reused
     pass gets the name scope `scope`_1, ...)."""
@@ -535,12 +612,14 @@ def model_optimizers(d_loss, g_loss, learning_rate=LEARNING_RATE, beta1=BETA1):
 # --- The training step as one op -------------------------------------------------------------
 Model = collections.namedtuple(
     "Model", "real_images z train_step d_loss g_loss d_real d_fake global_step output_dim "
-             "z_dim precision implementation sampler averaged start_average image_size")
+             "z_dim precision implementation sampler averaged start_average image_size "
+             "replicas")
 
 
 def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARNING_RATE,
                 beta1=BETA1, alpha=ALPHA, smooth=SMOOTH, precision="float32",
-                implementation=None, g_ema_decay=0.0, image_size=IMAGE_SIZE):
+                implementation=None, g_ema_decay=0.0, image_size=IMAGE_SIZE, strategy=None,
+                sync_batch_norm=False):
     """Builds the whole training graph: placeholders, one fused training op, and the sampler.
 
     One run of `train_step` is exactly what the blog post's two `sess.run` calls per batch do
@@ -549,6 +628,10 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
     weights), and the D update, the G updates and the step counter run in one session call.
     Each G update reads the weights the D update wrote: the layers of the G updates are built
     under a control dependency on it, and resource variables read after their dependencies.
+
+    Under a tf.distribute `strategy` the step is the same, run by every replica on its slice of
+    the batch fed to this process (`_replicated_step`); the strategy sums the replicas' gradients
+    and keeps every copy of every variable the same.
 
     Args:
       output_dim: image channels.
@@ -562,18 +645,25 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
         picks the one for the device TensorFlow sees.
       g_ema_decay: if > 0, after each G update the step also updates an averaged copy of the
         generator's weights, w_avg <- decay w_avg + (1 - decay) w (not in the paper; opt-in).
+        One device only.
       image_size: the side N of the images both networks are built for
         (hyperparameters.generator_filters and discriminator_filters).
+      strategy: None (one device: the graph above, nothing distributed), or a
+        tf.compat.v1.distribute strategy (MirroredStrategy, MultiWorkerMirroredStrategy) whose
+        scope the model is built in; the batch fed must divide by its local replicas.
+      sync_batch_norm: with a strategy, batch norm in training mode uses the statistics of all
+        replicas' batches together (so N replicas at B/N compute what one device does at B).
 
     Returns:
       A Model: `real_images` (uint8 placeholder [batch, N, N, output_dim], scaled to [-1, 1] in
       the graph) and `z` (float32 placeholder [batch, z_dim]) to feed; `train_step` to run;
       `d_loss` (before the D update), `g_loss` (of the first G update, against the updated D),
-      mean D(x) `d_real` and mean D(G(z)) `d_fake` to log; `sampler`, the inference-mode
-      generator on `z` (a Sampler); the int64 `global_step` (batches trained); the
-      settings it was built with; with g_ema_decay, `averaged` (the averaged generator's
-      Sampler) and `start_average` (copies the weights into the average: run it once after
-      initialising), else None for both.
+      mean D(x) `d_real` and mean D(G(z)) `d_fake` to log (means over all replicas); `sampler`,
+      the inference-mode generator on `z` (a Sampler); the int64 `global_step` (batches
+      trained); the settings it was built with; with g_ema_decay, `averaged` (the averaged
+      generator's Sampler) and `start_average` (copies the weights into the average: run it once
+      after initialising), else None for both; `replicas`, the replicas in sync (1 without a
+      strategy).
 
     Raises:
       ValueError: any argument out of range.
@@ -584,69 +674,139 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
     _check_smooth(smooth)
     if not 0.0 <= g_ema_decay < 1.0:
         raise ValueError(f"g_ema_decay must be in [0, 1), got {g_ema_decay!r}")
+    if strategy is not None and g_ema_decay:
+        raise ValueError("g_ema_decay works on one device only (no strategy)")
+    if sync_batch_norm and strategy is None:
+        raise ValueError("sync_batch_norm needs a strategy: one device has nothing to sync")
     _check_image_size(image_size)
     implementation = _implementation(implementation)
-    networks = dict(precision=precision, implementation=implementation)
-    generates = dict(networks, image_size=image_size)
-    d_optimizer = _adam(learning_rate, beta1, "d_adam")
-    g_optimizer = _adam(learning_rate, beta1, "g_adam")
+    settings = _StepSettings(output_dim, g_steps, alpha, smooth, g_ema_decay,
+                             dict(precision=precision, implementation=implementation,
+                                  sync_batch_norm=sync_batch_norm), image_size)
+    optimizers = (_adam(learning_rate, beta1, "d_adam"), _adam(learning_rate, beta1, "g_adam"))
     real_images = tf1.placeholder(tf.uint8, [None, image_size, image_size, output_dim],
                                   name="real_images")
     z = tf1.placeholder(tf.float32, [None, z_dim], name="z")
     global_step = tf1.train.get_or_create_global_step()
-    real = scale_pixels(real_images)
+    if strategy is None:
+        step = _training_step(scale_pixels(real_images), z, settings, optimizers)
+        last_update, replicas = step.last_update, 1
+    else:
+        with strategy.scope():
+            step = _replicated_step(strategy, real_images, z, settings, optimizers)
+        last_update, replicas = step.last_update, strategy.num_replicas_in_sync
+    with tf.control_dependencies([last_update]):
+        train_step = tf1.assign_add(global_step, 1, name="train_step")
+
+    generates = dict(precision=precision, implementation=implementation, image_size=image_size)
+    samples = sampler(z, output_dim, **generates)
+    averaged = step.averaged
+    start_average = tf.group(*[average.assign(variable) for average, variable in _average_pairs()],
+                             name="start_average") if averaged else None
+    d_real, d_fake = (tf.reduce_mean(step.real_prob), tf.reduce_mean(step.fake_prob)) \
+        if strategy is None else (step.real_prob, step.fake_prob)
+    return Model(real_images, z, train_step, step.d_loss, step.g_loss, d_real, d_fake, global_step,
+                 output_dim, z_dim, precision, implementation,
+                 Sampler(z, samples, z_dim, None, None, step.g_vars), averaged, start_average,
+                 image_size, replicas)
+
+
+# What one replica's step is built from: the settings, and (d_optimizer, g_optimizer).
+_StepSettings = collections.namedtuple(
+    "_StepSettings", "output_dim g_steps alpha smooth g_ema_decay networks image_size")
+# A built step: the op that ends it, the losses to log, D's outputs on the real and the fake
+# batch, the averaged generator's Sampler (or None) and the generator's trainable variables.
+_Step = collections.namedtuple("_Step",
+                               "last_update d_loss g_loss real_prob fake_prob averaged g_vars")
+
+
+def _training_step(real, z, settings, optimizers, loss_scale=1.0):
+    """One D update then g_steps G updates on (real, z), built in this thread; see build_model.
+
+    `loss_scale` multiplies the losses the optimizers minimize (not those logged): under a
+    strategy it is 1 / replicas, since the strategy sums the replicas' gradients.
+    """
+    d_optimizer, g_optimizer = optimizers
+    networks, output_dim = settings.networks, settings.output_dim
+    generates = dict(networks, image_size=settings.image_size)
+    scaled = (lambda loss: loss) if loss_scale == 1.0 else (lambda loss: loss * loss_scale)
 
     # (1) Update D: maximize log D(x) + log(1 - D(G(z))).
-    fake = generator(z, output_dim, training=True, **generates)
-    g_stat_updates = _moving_stat_updates(GENERATOR_SCOPE)
-    real_prob, real_logits = discriminator(real, alpha=alpha, **networks)
-    fake_prob, fake_logits = discriminator(fake, reuse=True, alpha=alpha,
+    with _recorded_updates() as g_stat_updates:
+        fake = generator(z, output_dim, training=True, **generates)
+    with _recorded_updates() as d_stat_updates:
+        real_prob, real_logits = discriminator(real, alpha=settings.alpha, **networks)
+    fake_prob, fake_logits = discriminator(fake, reuse=True, alpha=settings.alpha,
                                            update_moving_stats=False, **networks)
-    d_loss = discriminator_loss(real_logits, fake_logits, smooth)
+    d_loss = discriminator_loss(real_logits, fake_logits, settings.smooth)
     g_vars = _trainable_variables(GENERATOR_SCOPE)
-    with tf.control_dependencies(_moving_stat_updates(DISCRIMINATOR_SCOPE)):
-        last_update = d_optimizer.minimize(d_loss, var_list=_trainable_variables(
+    with tf.control_dependencies(d_stat_updates):
+        last_update = d_optimizer.minimize(scaled(d_loss), var_list=_trainable_variables(
             DISCRIMINATOR_SCOPE))
 
     # (2) Update G, g_steps times: maximize log D(G(z)) against the updated D.
     g_losses, averaged = [], None
-    for index in range(g_steps):
+    for index in range(settings.g_steps):
         with tf.control_dependencies([last_update]):
             if index > 0:  # G changed in the previous update: its forward pass is new
-                fake, g_stat_updates = _with_update_ops(lambda: generator(
-                    z, output_dim, reuse=True, training=True, **generates))
-            _, fake_logits_after = discriminator(fake, reuse=True, alpha=alpha,
+                with _recorded_updates() as g_stat_updates:
+                    fake = generator(z, output_dim, reuse=True, training=True, **generates)
+            _, fake_logits_after = discriminator(fake, reuse=True, alpha=settings.alpha,
                                                  update_moving_stats=False, **networks)
             g_losses.append(generator_loss(fake_logits_after))
         with tf.control_dependencies([last_update] + g_stat_updates):
-            last_update = g_optimizer.minimize(g_losses[-1], var_list=g_vars)
-        if g_ema_decay:
+            last_update = g_optimizer.minimize(scaled(g_losses[-1]), var_list=g_vars)
+        if settings.g_ema_decay:
             if index == 0:  # the averaged generator's variables, once
-                averaged = _averaged_sampler(z, output_dim, precision, implementation,
-                                             image_size)
-            last_update = _update_average(g_ema_decay, last_update)
-    with tf.control_dependencies([last_update]):
-        train_step = tf1.assign_add(global_step, 1, name="train_step")
-
-    samples = sampler(z, output_dim, **generates)
-    start_average = tf.group(*[average.assign(variable) for average, variable in _average_pairs()],
-                             name="start_average") if averaged else None
-    return Model(real_images, z, train_step, d_loss, g_losses[0], tf.reduce_mean(real_prob),
-                 tf.reduce_mean(fake_prob), global_step, output_dim, z_dim, precision,
-                 implementation, Sampler(z, samples, z_dim, None, None, g_vars), averaged,
-                 start_average, image_size)
+                averaged = _averaged_sampler(z, output_dim, networks["precision"],
+                                             networks["implementation"], settings.image_size)
+            last_update = _update_average(settings.g_ema_decay, last_update)
+    return _Step(last_update, d_loss, g_losses[0], real_prob, fake_prob, averaged, g_vars)
 
 
-def session_config(intra_op_threads=0, inter_op_threads=0):
+def _replicated_step(strategy, real_images, z, settings, optimizers):
+    """The step run by every replica of `strategy` on its slice of the batch fed here.
+
+    Each replica's losses are divided by the number of replicas in sync: the v1 optimizers sum
+    the replicas' gradients, so undivided, N replicas would step N times too far. The logged
+    numbers are the means over all replicas (on every worker). Nothing here writes summaries:
+    they do not work inside the replica function (TensorFlow #44352).
+    """
+    local_replicas = len(strategy.extended.worker_devices)
+    loss_scale = 1.0 / strategy.num_replicas_in_sync
+
+    def replica_step():
+        context = tf.distribute.get_replica_context()
+        # Replica ids run worker by worker: this worker's replicas are the last index's block.
+        local = context.replica_id_in_sync_group % local_replicas
+        share = tf.shape(real_images)[0] // local_replicas
+        rows = slice(local * share, (local + 1) * share)
+        step = _training_step(scale_pixels(real_images[rows]), z[rows], settings, optimizers,
+                              loss_scale)
+        return (step.last_update, step.d_loss, step.g_loss, tf.reduce_mean(step.real_prob),
+                tf.reduce_mean(step.fake_prob))
+
+    # do_not_convert: the function builds graph ops once; AutoGraph has nothing to convert.
+    updates, *logged = strategy.extended.call_for_each_replica(
+        tf.autograph.experimental.do_not_convert(replica_step))
+    means = [strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None) for value in logged]
+    return _Step(strategy.group(updates), *means, None, _trainable_variables(GENERATOR_SCOPE))
+
+
+def session_config(intra_op_threads=0, inter_op_threads=0, cpu_devices=1):
     """The session settings every training, benchmark and sampling session uses.
 
     Grappler's remapper is switched off: on this graph it tries to fuse conv + bias + leaky ReLU
     although the leaky ReLU's gradient reads the bias output, fails with an error in the log, and
     then applies nothing, so turning it off loses no speed (measured: bench.py) and no log line.
-    0 threads means TensorFlow's choice (one per core).
+    0 threads means TensorFlow's choice (one per core). `cpu_devices` > 1 gives the session that
+    many CPU devices (a ConfigProto, unlike the default session, ignores the logical devices of
+    tf.config), for several replicas on a machine without GPUs.
     """
     config = tf1.ConfigProto(intra_op_parallelism_threads=intra_op_threads,
                              inter_op_parallelism_threads=inter_op_threads,
                              allow_soft_placement=True)
+    if cpu_devices > 1:
+        config.device_count["CPU"] = cpu_devices
     config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
     return config
