@@ -145,11 +145,12 @@ def _recorded_updates():
 def _synchronized_batch_norm(x, gamma, beta):
     """Batch norm with the statistics of all replicas' batches together: (y, mean, variance), the
     variance Bessel-corrected for the moving statistics as fused_batch_norm's is. The replicas'
-    batches are equal in size, so the mean of their moments is the moments of the whole."""
+    batches are equal in size, so the mean of their means is the whole batch's mean. The
+    variance is a second mean, of the squares about that mean: E[x^2] - E[x]^2 in one pass
+    would cost float32 the digits the two nearly equal terms share."""
     x32 = tf.cast(x, tf.float32)
-    moments = tf.stack([tf.reduce_mean(x32, [0, 1, 2]), tf.reduce_mean(tf.square(x32), [0, 1, 2])])
-    mean, mean_square = tf.unstack(_cross_replica_mean(moments))
-    variance = tf.nn.relu(mean_square - tf.square(mean))  # round-off must not make it negative
+    mean = _cross_replica_mean(tf.reduce_mean(x32, [0, 1, 2]))
+    variance = _cross_replica_mean(tf.reduce_mean(tf.square(x32 - mean), [0, 1, 2]))
     y = tf.nn.batch_normalization(x32, mean, variance, beta, gamma, BN_EPSILON)
     replicas = tf.distribute.get_replica_context().num_replicas_in_sync
     count = tf.cast(tf.size(x32) // x32.shape[-1] * replicas, tf.float32)
@@ -485,14 +486,19 @@ def step_z(seed, step, batch_size, z_dim):
     return draw_z(np.random.default_rng([seed, 2, step]), batch_size, z_dim)
 
 
-def step_feed(model, images, indices, seed, step):
+def step_feed(model, images, indices, seed, step, worker=0, workers=1):
     """The feed of one training step: a uint8 batch (scaled in the graph) and its z.
 
     uint8 is a quarter of float32's bytes to copy; gathering and drawing z take well under a
-    millisecond against hundreds for the step, so no input pipeline is needed.
+    millisecond against hundreds for the step, so no input pipeline is needed. With several
+    `workers`, each feeds its own share of the global batch `indices` and of its z (worker k the
+    k-th), so together they train on exactly what one process would, and each reads only its
+    own rows of the images.
     """
-    return {model.real_images: images[indices],
-            model.z: step_z(seed, step, len(indices), model.z_dim)}
+    share = len(indices) // workers
+    rows = slice(worker * share, (worker + 1) * share)
+    return {model.real_images: images[indices[rows]],
+            model.z: step_z(seed, step, len(indices), model.z_dim)[rows]}
 
 
 def scale_pixels(images):
@@ -764,6 +770,11 @@ def _training_step(real, z, settings, optimizers, loss_scale=1.0):
     return _Step(last_update, d_loss, g_losses[0], real_prob, fake_prob, averaged, g_vars)
 
 
+def _replica_loss_scale(strategy):
+    """What each replica's losses are multiplied by: the strategy sums their gradients."""
+    return 1.0 / strategy.num_replicas_in_sync
+
+
 def _replicated_step(strategy, real_images, z, settings, optimizers):
     """The step run by every replica of `strategy` on its slice of the batch fed here.
 
@@ -773,7 +784,7 @@ def _replicated_step(strategy, real_images, z, settings, optimizers):
     they do not work inside the replica function (TensorFlow #44352).
     """
     local_replicas = len(strategy.extended.worker_devices)
-    loss_scale = 1.0 / strategy.num_replicas_in_sync
+    loss_scale = _replica_loss_scale(strategy)
 
     def replica_step():
         context = tf.distribute.get_replica_context()

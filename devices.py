@@ -28,7 +28,8 @@ def placement_summary(run_metadata):
     counts = {}
     for device in run_metadata.step_stats.dev_stats:
         counts[device.device] = counts.get(device.device, 0) + len(device.node_stats)
-    return ", ".join(f"{name}: {count} ops" for name, count in sorted(counts.items()))
+    return ", ".join(f"{name}: {count} ops" for name, count in sorted(counts.items())) or \
+        "(no trace: a session of a tf.distribute server does not return one)"
 
 
 Bfloat16Check = collections.namedtuple("Bfloat16Check", "hardware fast reason")

@@ -11,9 +11,11 @@ import os
 import signal
 import struct
 import sys
+import tempfile
 import time
 
-import data  # NumPy only, like the four below: the flags are parsed before TensorFlow loads
+import cluster as cluster_lib  # plain Python, like the five below: the flags are parsed
+import data  # before TensorFlow loads
 import hyperparameters
 import image_folder
 import options
@@ -50,6 +52,12 @@ BETA1 = options.bounded_float(0.0, 1.0, "Adam's momentum: at 1 its average never
 ALPHA = options.bounded_float(0.0, 1.0, "a leaky ReLU slope: 0 is a ReLU, 1 no activation")
 SMOOTH = options.bounded_float(0.0, 1.0, "real labels are 1 - smooth: at 1 they are fake labels",
                                high_open=True)
+DEVICES = options.bounded_int(1, 64, "replicas on one machine; 64 is more GPUs than one machine "
+                                     "holds")
+WORKER_TIMEOUT = options.bounded_int(10, 86400, "below 10 s a worker's start-up or the chief's "
+                                                "checkpoint looks like a failure; a day is "
+                                                "longer than any step")
+DEFAULT_WORKER_TIMEOUT = 600
 
 
 def build_parser():
@@ -140,7 +148,19 @@ def build_parser():
     add("--intra-op-threads", type=options.THREADS, default=0,
         help="threads inside one op (0: TensorFlow's choice, one per core)")
     add("--inter-op-threads", type=options.THREADS, default=0,
-        help="ops run at once (0: TensorFlow's choice)")
+        help="ops run at once (0: TensorFlow's choice; with several workers at least 4)")
+
+    group = parser.add_argument_group(
+        "several devices (tf.distribute; machines: the TF_CONFIG environment variable)")
+    add = group.add_argument
+    add("--devices", type=DEVICES, default=1,
+        help="data-parallel replicas on this machine: its first N GPUs, or without a GPU N "
+             "logical CPU devices; --batch-size is the global batch, split evenly")
+    add("--sync-batch-norm", action="store_true",
+        help="with several replicas, batch norm uses the statistics of the whole global batch "
+             "(so N replicas compute what one device does)")
+    add("--worker-timeout", type=WORKER_TIMEOUT, default=DEFAULT_WORKER_TIMEOUT, metavar="SECONDS",
+        help="with TF_CONFIG: how long a step waits for the other workers before the run stops")
     return parser
 
 
@@ -150,6 +170,7 @@ def parse_args(argv=None):
     problem = options.batch_size_problem(args.batch_size, args.image_size)
     if problem:
         parser.error(f"argument --batch-size: {problem}")
+    check_replicas(parser, args)
     folder = args.dataset == data.FOLDER
     if folder != (args.images is not None):
         parser.error("--dataset folder needs --images FOLDER" if folder else
@@ -170,6 +191,27 @@ def parse_args(argv=None):
     return args
 
 
+def check_replicas(parser, args):
+    """The global batch must split evenly over every replica of every worker; the averaged
+    generator and synchronized batch norm need one and several replicas."""
+    try:
+        cluster = cluster_lib.from_environment()
+    except cluster_lib.ClusterError as error:
+        parser.error(str(error))
+    workers = cluster.workers if cluster else 1
+    replicas = args.devices * workers
+    if args.batch_size % replicas:
+        where = f"{args.devices} devices x {workers} workers" if cluster else \
+            f"--devices {args.devices}"
+        parser.error(f"argument --batch-size: {args.batch_size} does not divide evenly over "
+                     f"{replicas} replicas ({where}); try {args.batch_size // replicas * replicas}")
+    if args.sync_batch_norm and replicas == 1:
+        parser.error("--sync-batch-norm needs several replicas (--devices N or TF_CONFIG)")
+    if args.g_ema and replicas > 1:
+        parser.error("--g-ema trains on one device only for now: drop --g-ema or train with "
+                     "--devices 1 and no TF_CONFIG")
+
+
 if __name__ == "__main__":
     ARGS = quiet_start.parse_flags_then_import_tensorflow(parse_args)
 
@@ -182,6 +224,7 @@ import dcgan  # noqa: E402
 import devices  # noqa: E402
 import pictures  # noqa: E402
 import runs  # noqa: E402
+import strategies  # noqa: E402
 
 tf1 = tf.compat.v1
 
@@ -268,19 +311,21 @@ def load_evaluation(args, dataset):
 
 RunGraph = collections.namedtuple(
     "RunGraph", "graph model fixed_z epoch batch_index position save_position saver checkpointed "
-                "init")
+                "init chief_values")
 
 
-def build_graph(args, output_dim):
+def build_graph(args, output_dim, engine):
     """The training graph plus what a checkpoint holds besides the networks: the fixed sample z
-    and the position in the data (epoch, next batch)."""
+    and the position in the data (epoch, next batch). With several workers, also the op that
+    gives every worker the chief's values (strategies.chief_values_op)."""
     graph = tf.Graph()
     with graph.as_default():
         tf1.set_random_seed(args.seed)
         model = dcgan.build_model(
             output_dim, z_dim=args.z_dim, g_steps=args.g_steps, learning_rate=args.lr,
             beta1=args.beta1, alpha=args.alpha, smooth=args.smooth, precision=args.precision,
-            g_ema_decay=args.g_ema, image_size=args.image_size)
+            g_ema_decay=args.g_ema, image_size=args.image_size, strategy=engine.strategy,
+            sync_batch_norm=args.sync_batch_norm)
         # (the convolutions: those for the device TensorFlow sees)
         initial_fixed_z = dcgan.draw_z(np.random.default_rng([args.seed, 1]),
                                        args.sample_grid ** 2, args.z_dim)
@@ -295,24 +340,35 @@ def build_graph(args, output_dim):
         checkpointed = dcgan.checkpointed_variables()
         saver = tf1.train.Saver(checkpointed, max_to_keep=None)  # RunDir keeps the newest few
         init = tf1.global_variables_initializer()
+        chief_values = strategies.chief_values_op(engine.strategy, checkpointed) \
+            if engine.workers > 1 else None
     graph.finalize()  # nothing may add ops in the loop (a classic TF1 slow-down)
     return RunGraph(graph, model, fixed_z, epoch, batch_index, position, save_position, saver,
-                    checkpointed, init)
+                    checkpointed, init, chief_values)
 
 
-def restore_or_initialise(sess, run_graph, run, batches, seed):
+def restore_or_initialise(sess, run_graph, run, batches, seed, engine, run_options=None):
     """Restores the newest checkpoint that restores (and the data position), or initialises
-    when the run has none; returns (step, checkpoint restored or None)."""
-    sess.run(run_graph.init)  # what a checkpoint does not hold is initialised all the same
-    restored = run.restore(sess, run_graph.saver, run_graph.checkpointed, set_aside_damaged=True)
-    if not restored:
+    when the run has none; returns (step, checkpoint restored or None). With several workers
+    only the chief restores, and every worker then takes the chief's values."""
+    # What a checkpoint does not hold is initialised all the same (several workers: together).
+    sess.run(run_graph.init, options=run_options)
+    chief = engine.worker_index == 0
+    restored = run.restore(sess, run_graph.saver, run_graph.checkpointed,
+                           set_aside_damaged=True) if chief else None
+    if run_graph.chief_values is not None:
+        sess.run(run_graph.chief_values, options=run_options)
+    elif not restored:
         if run_graph.model.start_average is not None:
             sess.run(run_graph.model.start_average)
         return 0, None
     step, epoch, batch_index = (int(value) for value in sess.run(
         [run_graph.model.global_step, run_graph.epoch, run_graph.batch_index]))
     batches.restore({"seed": seed, "epoch": epoch, "batch_index": batch_index})
-    print(f"resumed {restored}: step {step}, epoch {epoch + 1}, batch {batch_index}")
+    if restored:
+        print(f"resumed {restored}: step {step}, epoch {epoch + 1}, batch {batch_index}")
+    elif step:
+        print(f"took the chief's checkpoint: step {step}, epoch {epoch + 1}, batch {batch_index}")
     return step, restored
 
 
@@ -329,8 +385,11 @@ def optional_work(what, function, *args):
 class Trainer:
     """The training loop's state (session, step, data position, logs) and its steps."""
 
-    def __init__(self, args, sess, run_graph, run, log, dataset, batches, evaluation, step):
+    def __init__(self, args, sess, run_graph, run, log, dataset, batches, evaluation, step,
+                 engine, run_options=None):
         self.args, self.sess, self.run_graph, self.run, self.log = args, sess, run_graph, run, log
+        self.engine, self.run_options = engine, run_options
+        self.chief = engine.worker_index == 0  # the only worker whose files are kept
         self.model = run_graph.model
         self.dataset, self.batches, self.evaluation, self.step = dataset, batches, evaluation, step
         self.fixed_z = sess.run(run_graph.fixed_z)
@@ -347,14 +406,16 @@ class Trainer:
         fetches = [self.model.train_step, self.model.d_loss, self.model.g_loss,
                    self.model.d_real, self.model.d_fake]
         feed = dcgan.step_feed(self.model, self.dataset.images, indices, self.args.seed,
-                               self.step)
+                               self.step, self.engine.worker_index, self.engine.workers)
         start = time.perf_counter()
         if self.traced:
-            values = self.sess.run(fetches, feed)
+            values = self.sess.run(fetches, feed, self.run_options)
         else:
-            run_metadata = tf1.RunMetadata()
-            values = self.sess.run(fetches, feed, tf1.RunOptions(
-                trace_level=tf1.RunOptions.SOFTWARE_TRACE), run_metadata)
+            run_metadata, traced = tf1.RunMetadata(), tf1.RunOptions()
+            if self.run_options:
+                traced.CopyFrom(self.run_options)
+            traced.trace_level = tf1.RunOptions.SOFTWARE_TRACE
+            values = self.sess.run(fetches, feed, traced, run_metadata)
             print(f"first step ran on: {devices.placement_summary(run_metadata)}; convolutions: "
                   f"{convolutions.describe(self.model.implementation)}", flush=True)
             self.traced = True
@@ -364,7 +425,7 @@ class Trainer:
 
     def check_finite(self, d_loss, g_loss):
         if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
-            kept = self.run.newest_checkpoint()
+            kept = self.run.newest_checkpoint() if self.chief else "the chief's"
             raise runs.RunError(
                 f"step {self.step}: loss is not finite (D {d_loss}, G {g_loss}); training stopped "
                 f"without saving. The last good checkpoint is "
@@ -440,7 +501,11 @@ class Trainer:
 
     def end_epoch(self, epoch_number):
         """Training first: the checkpoint, then the optional pictures and evaluation, whose
-        failures are reported and cost nothing saved."""
+        failures are reported and cost nothing saved. The chief alone writes them (the other
+        workers hold the same weights)."""
+        if not self.chief:
+            self.log.flush()
+            return
         self.save_checkpoint()
         # The sampler's weights are those of this epoch's end: set its statistics once for them.
         optional_work("the averaged generator's statistics", dcgan.prepare_sampler, self.sess,
@@ -463,6 +528,10 @@ class Trainer:
                 epoch_start = time.perf_counter()
                 steps, step_seconds = self.train_epoch(interrupt)
                 if interrupt.signal_name:
+                    if not self.chief:
+                        raise runs.RunError(f"{interrupt.signal_name}: stopped at step "
+                                            f"{self.step}; the chief keeps the checkpoints",
+                                            EXIT_INTERRUPTED)
                     self.save_checkpoint()
                     self.log.flush()
                     raise runs.RunError(f"{interrupt.signal_name}: saved a checkpoint at step "
@@ -484,51 +553,108 @@ class Trainer:
 
 def train(args):
     tf.get_logger().setLevel("ERROR")  # TF1 APIs' deprecation notices are not the user's business
-    run = runs.RunDir(args.out)
-    with run.open_for_training(args.fresh) as claim:  # one writer per run directory
-        run.check_resumable(dict(vars(args), splits=list(args.splits)), RESUME_KEYS,
-                            RESUME_DEFAULTS)
-        train_in(run, args, claim)
+    cluster = cluster_lib.from_environment()  # checked when the flags were parsed
+    try:
+        engine = strategies.make_engine(args.devices, cluster)
+    except strategies.EngineError as error:
+        raise runs.RunError(str(error)) from None
+    if engine.worker_index == 0:
+        run = runs.RunDir(args.out)
+        with run.open_for_training(args.fresh) as claim:  # one writer per run directory
+            run.check_resumable(dict(vars(args), splits=list(args.splits)), RESUME_KEYS,
+                                RESUME_DEFAULTS)
+            train_in(run, args, claim, engine, cluster)
+        return
+    # The other workers keep nothing: their run directory is a scratch folder, removed at exit.
+    with tempfile.TemporaryDirectory(prefix=f"dcgan-worker{engine.worker_index}-") as scratch:
+        run = runs.RunDir(scratch)
+        with run.open_for_training() as claim:
+            train_in(run, args, claim, engine, cluster)
 
 
-def train_in(run, args, claim):
+def train_in(run, args, claim, engine, cluster):
     """Trains in a run directory this process holds the claim (runs.TrainingClaim) of."""
     dataset, batches = load_data(args)
-    check_same_pictures(run, dataset)
+    chief = engine.worker_index == 0
+    if chief:
+        check_same_pictures(run, dataset)
     if args.precision == "bfloat16":
         warning = devices.bfloat16_warning(devices.bfloat16_support())
         if warning:
             print(warning, file=sys.stderr, flush=True)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
-    evaluation = load_evaluation(args, dataset)
+    evaluation = load_evaluation(args, dataset) if chief else None
     output_dim = int(dataset.images.shape[-1])
     settings = dict(vars(args), splits=list(args.splits), output_dim=output_dim,
                     num_images=len(dataset.images), tensorflow=tf.__version__,
-                    data_fingerprint=dataset.fingerprint, classes=dataset.classes)
+                    data_fingerprint=dataset.fingerprint, classes=dataset.classes,
+                    replicas=engine.replicas, workers=engine.workers)
     resized = "" if args.image_size == data.IMAGE_SIZE or args.dataset == data.FOLDER else \
         f", resized from {data.IMAGE_SIZE}x{data.IMAGE_SIZE} (Lanczos)"  # (a folder: decoded so)
     derived = {"the data": f"{options.plural(len(dataset.images), 'image')} of "
                            f"{args.image_size}x{args.image_size}x{output_dim}{resized}",
                "tensorflow": tf.__version__}
+    if engine.strategy is not None:
+        derived["replicas"] = f"{engine.description}; " \
+                              f"{args.batch_size // engine.replicas} images each per step"
     print("\n".join(["settings (config.json keeps them all):",
                      *options.settings_lines(build_parser(), args, derived)]))
     print(f"device: {devices.describe_device()}; precision {args.precision}; seed {args.seed}")
-    run_graph = build_graph(args, output_dim)
-    config = dcgan.session_config(args.intra_op_threads, args.inter_op_threads)
-    with tf1.Session(graph=run_graph.graph, config=config) as sess, \
-            contextlib.ExitStack() as closing:
+    run_graph = build_graph(args, output_dim, engine)
+    inter_op_threads = args.inter_op_threads
+    if engine.workers > 1:  # a worker's collectives wait on the others' with threads of their own
+        inter_op_threads = max(inter_op_threads or os.cpu_count(), MIN_WORKER_INTER_OP_THREADS)
+    config = dcgan.session_config(args.intra_op_threads, inter_op_threads, engine.cpu_devices)
+    engine, config = strategies.start_server(engine, cluster, config)
+    run_options = tf1.RunOptions(timeout_in_ms=args.worker_timeout * 1000) \
+        if engine.workers > 1 else None
+    with tf1.Session(engine.target, graph=run_graph.graph, config=config) as sess, \
+            contextlib.ExitStack() as closing, worker_failures(engine, run, args):
         if evaluation:
             closing.callback(evaluation.classifier.close)
-        step, restored = restore_or_initialise(sess, run_graph, run, batches, args.seed)
+        if engine.workers > 1:
+            print(f"waiting for the other workers (TF_CONFIG lists {engine.workers}; "
+                  f"--worker-timeout {args.worker_timeout} s)", flush=True)
+        step, restored = restore_or_initialise(sess, run_graph, run, batches, args.seed, engine,
+                                               run_options)
         claim.started()  # the run's own files follow: a failure from here on is not undone
         log = runs.MetricsLog(run, step, resumed=restored is not None)
         closing.callback(log.close)
         run.write_config(settings)
-        trainer = Trainer(args, sess, run_graph, run, log, dataset, batches, evaluation, step)
+        trainer = Trainer(args, sess, run_graph, run, log, dataset, batches, evaluation, step,
+                          engine, run_options)
         trainer.train()
+    where = args.out if chief else "kept by the chief"
     print(f"done: {options.plural(trainer.step, 'step')}, "
-          f"{options.plural(batches.epoch, 'epoch')}; run directory {args.out}")
+          f"{options.plural(batches.epoch, 'epoch')}; run directory {where}")
+
+
+MIN_WORKER_INTER_OP_THREADS = 4
+# What a session call raises when another worker is gone: it timed out, its connection closed,
+# or the collective was aborted.
+WORKER_FAILURES = (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
+                   tf.errors.AbortedError, tf.errors.CancelledError)
+
+
+@contextlib.contextmanager
+def worker_failures(engine, run, args):
+    """With several workers: a worker that stopped answering ends this one with one line
+    (what happened and how to resume) instead of a traceback or a hang."""
+    try:
+        yield
+    except WORKER_FAILURES as error:
+        if engine.workers == 1:
+            raise
+        kept = run.newest_checkpoint() if engine.worker_index == 0 else None
+        resume = f"the last checkpoint is {kept}" if kept else \
+            "the chief keeps the checkpoints" if engine.worker_index else "no checkpoint yet"
+        first_line = (error.message or type(error).__name__).strip().splitlines()[0][:200]
+        raise runs.RunError(
+            f"worker {engine.worker_index + 1} of {engine.workers}: the other workers stopped "
+            f"answering ({type(error).__name__} after at most --worker-timeout "
+            f"{args.worker_timeout} s: {first_line}); {resume}. Start every worker again with "
+            f"the same command to resume.") from None
 
 
 def main(argv=None, args=None):

@@ -7,6 +7,18 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.pop("TF_CONFIG", None)  # a test that wants one sets it itself
+TEST_CPU_DEVICES = 2  # logical CPU devices in the test process, for --devices 2 (tf.distribute)
+
+
+def pytest_configure(config):
+    """Splits the CPU into TEST_CPU_DEVICES logical devices before any test starts TensorFlow's
+    runtime (it cannot change afterwards). One-device graphs are placed on CPU:0 as before."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * TEST_CPU_DEVICES)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import ast
 import json
 import os
 
+import strategies
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,7 +58,7 @@ def test_a_checkpoint_from_before_the_redesign_fits_the_training_graph():
     with open(os.path.join(ROOT, "tests", "fixtures", "checkpoint_variables_v1.json")) as handle:
         expected = json.load(handle)
     args = train.parse_args(["--dataset", "svhn", "--sample-grid", "6"])
-    run_graph = train.build_graph(args, output_dim=3)
+    run_graph = train.build_graph(args, output_dim=3, engine=strategies.single_device())
     with run_graph.graph.as_default():
         variables = {variable.op.name: variable.shape.as_list()
                      for variable in train.tf1.global_variables()}

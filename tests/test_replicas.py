@@ -1,0 +1,199 @@
+"""Several devices in one process: dcgan.build_model under a MirroredStrategy over the two logical
+CPU devices conftest.py makes, and train.py --devices 2. Small graphs (16x16, batch 8)."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import dcgan
+import strategies
+import train
+from conftest import TEST_CPU_DEVICES
+from test_train import args, checkpoint_values
+
+tf1 = tf.compat.v1
+SIZE, BATCH, Z_DIM = 16, 8, 100
+
+
+def images(seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (BATCH, SIZE, SIZE, 1), dtype=np.uint8)
+
+
+def train_steps(devices, steps=3, sync_batch_norm=False, g_steps=1):
+    """Builds the model on `devices` replicas, trains `steps` steps on a fixed batch; returns
+    ({variable: value}, {variable: [each replica's copy]}, [the logged losses of each step]) and
+    the initial weights."""
+    engine = strategies.make_engine(devices)
+    with tf.Graph().as_default():
+        tf1.set_random_seed(0)
+        model = dcgan.build_model(1, strategy=engine.strategy, sync_batch_norm=sync_batch_norm,
+                                  image_size=SIZE, g_steps=g_steps)
+        config = dcgan.session_config(cpu_devices=engine.cpu_devices)
+        with tf1.Session(config=config) as sess:
+            sess.run(tf1.global_variables_initializer())
+            initial = {v.op.name: sess.run(v) for v in tf1.global_variables()}
+            logged = [sess.run([model.train_step, model.d_loss, model.g_loss],
+                               {model.real_images: images(), model.z: dcgan.step_z(0, step, BATCH,
+                                                                                   Z_DIM)})
+                      for step in range(steps)]
+            values = {v.op.name: sess.run(v) for v in tf1.global_variables()}
+            copies = {v.op.name: sess.run(list(v.values)) for v in tf1.global_variables()
+                      if hasattr(v, "values")}
+    return values, copies, logged, initial
+
+
+def relative_difference(a, b):
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-12))
+
+
+def test_every_replica_holds_the_same_copy_of_every_variable():
+    _, copies, logged, _ = train_steps(TEST_CPU_DEVICES, steps=3, g_steps=2)
+    assert len(copies) > 50  # every network variable, its Adam slots and moving statistics
+    for name, (first, second) in copies.items():
+        assert np.array_equal(first, second), name
+    assert [int(step) for step, *_ in logged] == [1, 2, 3]
+
+
+# Two replicas at B/2 with synchronized batch norm compute what one device computes at B, up to
+# float32 round-off, which Adam then amplifies: its first step divides each gradient by its own
+# size, so where a gradient is near zero a difference of 1e-6 moves the weight by a few percent
+# of the learning rate, and the generator's gradient, taken after the discriminator's update,
+# inherits that. Measured after one step (32x32, batch 16): D's Adam moments within 2e-6 of their
+# largest value, G's within 4e-3, every weight within 11% of the learning rate (a handful of
+# G's 3.3 million), where a step the other way is 200%. A missing 1/N
+# doubles every first moment and quadruples every second one. After a few steps both runs, like
+# any two float32 orders of summation, drift apart (two one-device runs with TensorFlow's and the
+# rewritten convolutions: 30% in G's moments by step 4), so the comparison is of one step.
+D_MOMENTS, G_MOMENTS, WEIGHT_STEPS = 1e-5, 2e-2, 0.5
+LEARNING_RATE = 2e-4  # hyperparameters.LEARNING_RATE
+
+
+def assert_matches_one_device(one, two):
+    assert set(one) == set(two)  # the same variables under the same names
+    for name, value in one.items():
+        if np.asarray(value).dtype.kind != "f" or name.startswith("run_state/"):
+            continue
+        if "adam" in name.rsplit("/", 1)[-1] and "/" in name:
+            bound = D_MOMENTS if name.startswith("discriminator/") else G_MOMENTS
+            assert relative_difference(value, two[name]) < bound, name
+        elif "moving_" in name:
+            assert relative_difference(value, two[name]) < 1e-4, name
+        elif name.startswith(("discriminator/", "generator/")):
+            assert np.max(np.abs(value - two[name])) < WEIGHT_STEPS * LEARNING_RATE, name
+
+
+def test_two_replicas_with_synchronized_batch_norm_match_one_device():
+    one, _, one_logged, _ = train_steps(1, steps=1)
+    two, _, two_logged, _ = train_steps(TEST_CPU_DEVICES, steps=1, sync_batch_norm=True)
+    assert_matches_one_device(one, two)
+    np.testing.assert_allclose(np.array(one_logged, float), np.array(two_logged, float),
+                               rtol=1e-5)
+
+
+def test_a_missing_division_by_the_replicas_is_caught(monkeypatch):
+    """The comparison above fails when each replica's loss is not divided by N."""
+    one, _, _, _ = train_steps(1, steps=1)
+    monkeypatch.setattr(dcgan, "_replica_loss_scale", lambda strategy: 1.0)
+    two, _, _, _ = train_steps(TEST_CPU_DEVICES, steps=1, sync_batch_norm=True)
+    first_moment = "discriminator/conv1/kernel/d_adam"
+    assert relative_difference(one[first_moment], two[first_moment]) == \
+        pytest.approx(1.0, rel=1e-3)  # twice the gradient: m doubles
+    with pytest.raises(AssertionError):
+        assert_matches_one_device(one, two)
+
+
+def test_moving_statistics_are_the_mean_over_the_replicas():
+    """Without synchronized batch norm each replica normalizes with its own half of the batch;
+    the moving statistics take the mean of the replicas' updates. Checked on the generator's
+    first batch norm, whose input (z times the dense kernel) numpy can compute."""
+    values, _, _, initial = train_steps(TEST_CPU_DEVICES, steps=1)
+    z = dcgan.step_z(0, 0, BATCH, Z_DIM)
+    kernel = initial["generator/dense1/kernel"]
+    channels = kernel.shape[1] // 16
+    decay = 1.0 - 0.9  # hyperparameters.BN_MOMENTUM
+    means, variances = [], []
+    for half in (z[:BATCH // 2], z[BATCH // 2:]):
+        x = (half @ kernel).reshape(-1, 4, 4, channels).reshape(-1, channels)
+        means.append(x.mean(axis=0))
+        variances.append(x.var(axis=0, ddof=1))  # fused batch norm's moving variance is unbiased
+    np.testing.assert_allclose(values["generator/bn1/moving_mean"],
+                               decay * np.mean(means, axis=0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(values["generator/bn1/moving_variance"],
+                               (1 - decay) + decay * np.mean(variances, axis=0), rtol=1e-4)
+
+
+def test_one_device_builds_no_strategy():
+    engine = strategies.make_engine(1)
+    assert engine.strategy is None and engine.replicas == 1
+    with tf.Graph().as_default():
+        model = dcgan.build_model(1, image_size=SIZE)
+        assert model.replicas == 1
+        assert not any("replica" in op.name for op in tf1.get_default_graph().get_operations())
+
+
+def test_session_config_gives_the_session_its_cpu_devices():
+    assert "CPU" not in dcgan.session_config().device_count
+    assert dcgan.session_config(cpu_devices=2).device_count["CPU"] == 2
+
+
+def test_build_model_refuses_what_one_device_cannot_sync_and_several_cannot_average():
+    with tf.Graph().as_default(), pytest.raises(ValueError, match="needs a strategy"):
+        dcgan.build_model(1, image_size=SIZE, sync_batch_norm=True)
+    engine = strategies.make_engine(TEST_CPU_DEVICES)
+    with tf.Graph().as_default(), pytest.raises(ValueError, match="one device only"):
+        dcgan.build_model(1, image_size=SIZE, strategy=engine.strategy, g_ema_decay=0.9)
+
+
+# --- train.py --devices ----------------------------------------------------------------------
+def test_a_checkpoint_moves_between_device_counts(data_dir, tmp_path, capsys):
+    """Saved with --devices 2, continued with --devices 1, and the other way round: the same
+    variables, and training goes on from the saved step."""
+    two_first, one_first = tmp_path / "two-first", tmp_path / "one-first"
+    assert train.main(args(data_dir, two_first, "--epochs", "1", "--devices", "2")) == 0
+    out = capsys.readouterr().out
+    assert "MirroredStrategy over 2 logical CPU devices" in out and "8 images each" in out
+    assert "device:CPU:0" in out and "device:CPU:1" in out  # the first step ran on both
+    assert train.main(args(data_dir, one_first, "--epochs", "1")) == 0
+    assert set(checkpoint_values(two_first)) == set(checkpoint_values(one_first))
+
+    assert train.main(args(data_dir, two_first, "--epochs", "2", "--devices", "1")) == 0
+    assert "resumed" in capsys.readouterr().out
+    assert train.main(args(data_dir, one_first, "--epochs", "2", "--devices", "2",
+                           "--sync-batch-norm")) == 0
+    assert "resumed" in capsys.readouterr().out
+    for run in (two_first, one_first):
+        values = checkpoint_values(run)
+        assert values["global_step"] == 8  # 4 steps an epoch
+        assert all(np.all(np.isfinite(value)) for value in values.values()
+                   if np.asarray(value).dtype.kind == "f")
+
+
+def test_two_devices_at_batch_b_with_synchronized_batch_norm_train_like_one(data_dir, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one_step = ("--max-steps", "1", "--g-steps", "1")
+    assert train.main(args(data_dir, one, *one_step)) == 0
+    assert train.main(args(data_dir, two, *one_step, "--devices", "2", "--sync-batch-norm")) == 0
+    assert_matches_one_device(checkpoint_values(one), checkpoint_values(two))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--devices", "3"], "does not divide evenly over 3 replicas (--devices 3); try 15"),
+    (["--sync-batch-norm"], "--sync-batch-norm needs several replicas"),
+    (["--devices", "2", "--g-ema", "0.99"], "--g-ema trains on one device only"),
+    (["--devices", "0"], "must be in 1..64"),
+])
+def test_flags_that_cannot_split_the_batch_are_refused(extra, message, data_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(args(data_dir, tmp_path / "run", *extra))
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_more_devices_than_the_process_has_is_one_line(data_dir, tmp_path, capsys):
+    assert train.main(args(data_dir, tmp_path / "run", "--devices", "4", "--batch-size",
+                           "16")) == 1
+    err = capsys.readouterr().err
+    assert "--devices 4: TensorFlow started with 2 CPU device(s)" in err
+    assert "Traceback" not in err and not os.path.exists(tmp_path / "run")

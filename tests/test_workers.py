@@ -1,0 +1,204 @@
+"""Two worker processes on localhost (TF_CONFIG, free ports, MultiWorkerMirroredStrategy): they
+train the same weights, the chief alone writes the run directory, a resumed run gives every
+worker the chief's checkpoint, and a killed worker ends the other with one line. Every process
+has a hard time limit; the sessions get 4 inter-op threads, so 2 cores cannot deadlock them."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import cluster
+import train
+from test_replicas import assert_matches_one_device, train_steps
+from test_train import args, checkpoint_values
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIMIT = 240  # seconds any worker process may take (start-up is ~15 s each on 2 cores)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def worker_environments(tmp_path, workers=2):
+    """Each worker's environment: TF_CONFIG with its index, and a temporary folder of its own
+    (to see what it leaves there)."""
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(workers)]
+    environments = []
+    for index in range(workers):
+        scratch = tmp_path / f"tmp{index}"
+        scratch.mkdir(exist_ok=True)
+        environments.append(dict(os.environ, TMPDIR=str(scratch), TF_CONFIG=json.dumps(
+            {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})))
+    return environments
+
+
+def start(command, environment, log):
+    return subprocess.Popen([sys.executable, *command], cwd=ROOT, env=environment,
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def run_together(commands, environments, tmp_path, name):
+    """Runs one command per worker at once; returns [(exit code, output)]."""
+    logs = [open(tmp_path / f"{name}-{index}.log", "w+") for index in range(len(commands))]
+    processes = [start(command, environment, log)
+                 for command, environment, log in zip(commands, environments, logs)]
+    try:
+        codes = [process.wait(timeout=LIMIT) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    outputs = []
+    for log in logs:
+        log.seek(0)
+        outputs.append(log.read())
+        log.close()
+    return list(zip(codes, outputs))
+
+
+@pytest.mark.parametrize("mode", ["train", "chief-values"])
+def test_two_workers_hold_the_same_weights(mode, tmp_path):
+    environments = worker_environments(tmp_path)
+    script = os.path.join(ROOT, "tests", "multi_worker_step.py")
+    outs = [tmp_path / f"worker{index}.npz" for index in range(2)]
+    results = run_together([[script, mode, str(out)] for out in outs], environments, tmp_path,
+                           mode)
+    for code, output in results:
+        assert code == 0, output[-3000:]
+    first, second = (dict(np.load(out)) for out in outs)
+    assert first.keys() == second.keys()
+    for name in first:
+        assert np.array_equal(first[name], second[name]), name
+    if mode == "train":
+        # Two workers at 4 images each, batch norm synchronized: one device at 8.
+        one, _, _, _ = train_steps(1, steps=3)
+        assert_matches_one_device(one, {name.replace("|", "/"): value
+                                        for name, value in first.items()})
+    else:
+        # The chief alone added k + 1 to its k-th variable: the other worker holds that too.
+        names = list(second)
+        assert second["global_step"] == names.index("global_step") + 1
+        gamma = "generator|bn1|gamma"  # initialised to ones
+        np.testing.assert_array_equal(second[gamma], 1.0 + names.index(gamma) + 1)
+
+
+def train_command(data_dir, out, *extra):
+    return ["train.py", *args(data_dir, out, "--worker-timeout", "20", *extra)]
+
+
+def test_two_workers_train_one_run_directory_and_resume_together(data_dir, tmp_path):
+    environments = worker_environments(tmp_path)
+    run, elsewhere = tmp_path / "run", tmp_path / "worker2-out"
+    commands = [train_command(data_dir, run, "--epochs", "1"),
+                train_command(data_dir, elsewhere, "--epochs", "1")]
+    results = run_together(commands, environments, tmp_path, "first")
+    for code, output in results:
+        assert code == 0, output[-3000:]
+    chief_output, other_output = results[0][1], results[1][1]
+    assert "MultiWorkerMirroredStrategy, worker 1 of 2 (the chief" in chief_output
+    assert "worker 2 of 2 (writes nothing" in other_output
+    assert "run directory kept by the chief" in other_output
+    assert checkpoint_values(run)["global_step"] == 4
+    assert not elsewhere.exists()  # the other worker wrote nothing where it was pointed
+    assert not os.listdir(tmp_path / "tmp1")  # and removed its scratch folder
+
+    commands = [train_command(data_dir, run, "--epochs", "2"),
+                train_command(data_dir, elsewhere, "--epochs", "2")]
+    results = run_together(commands, worker_environments(tmp_path), tmp_path, "second")
+    for code, output in results:
+        assert code == 0, output[-3000:]
+    assert "resumed " in results[0][1] and "step 4, epoch 2, batch 0" in results[0][1]
+    assert "took the chief's checkpoint: step 4, epoch 2, batch 0" in results[1][1]
+    assert checkpoint_values(run)["global_step"] == 8
+    assert not elsewhere.exists()
+
+
+def wait_for(path, process, seconds=LIMIT):
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        assert process.poll() is None, "the worker ended before its first checkpoint"
+        assert time.monotonic() < deadline, f"no {path} after {seconds} s"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("killed", [1, 0], ids=["other-worker-killed", "chief-killed"])
+def test_a_killed_worker_ends_the_other_with_one_line(killed, data_dir, tmp_path):
+    environments = worker_environments(tmp_path)
+    run = tmp_path / "run"
+    logs = [open(tmp_path / f"kill-{index}.log", "w+") for index in range(2)]
+    processes = [start(train_command(data_dir, run, "--epochs", "1000"), environment, log)
+                 for environment, log in zip(environments, logs)]
+    try:
+        wait_for(run / "checkpoints" / "model-4.index", processes[0])
+        processes[killed].send_signal(signal.SIGKILL)
+        survivor = processes[1 - killed]
+        code = survivor.wait(timeout=LIMIT)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    logs[1 - killed].seek(0)
+    output = logs[1 - killed].read()
+    assert code == 1, output[-3000:]
+    last = output.strip().splitlines()[-1]
+    assert last.startswith(f"error: worker {2 - killed} of 2: the other workers stopped "
+                           f"answering"), output[-3000:]
+    assert "Start every worker again with the same command to resume." in last
+    assert "Traceback" not in output
+    assert ("the last checkpoint is" if killed else "the chief keeps the checkpoints") in last
+    # What the chief saved resumes, here on one device without TF_CONFIG.
+    steps = checkpoint_values(run)["global_step"]
+    assert train.main(args(data_dir, run, "--epochs", str(steps // 4 + 1))) == 0
+    assert checkpoint_values(run)["global_step"] == (steps // 4 + 1) * 4
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{", "TF_CONFIG is not JSON"),
+    ('{"task": {"type": "worker", "index": 0}}', 'needs a "cluster" object'),
+    ('{"cluster": {"ps": ["a:1"], "worker": ["a:2"]}, "task": {"type": "worker", "index": 0}}',
+     "lists ps"),
+    ('{"cluster": {"worker": ["a:1", "b"]}, "task": {"type": "worker", "index": 0}}',
+     '"host:port" addresses'),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+     'needs "task"'),
+])
+def test_a_malformed_tf_config_is_one_line_at_parse_time(text, message, data_dir, tmp_path,
+                                                          monkeypatch, capsys):
+    monkeypatch.setenv("TF_CONFIG", text)
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(args(data_dir, tmp_path / "run"))
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_global_batch_must_divide_over_every_worker(data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2", "c:3"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    with pytest.raises(SystemExit):
+        train.parse_args(args(data_dir, tmp_path / "run"))
+    assert "16 does not divide evenly over 3 replicas (1 devices x 3 workers); try 15" in \
+        capsys.readouterr().err
+
+
+def test_cluster_numbers_the_workers_as_tensorflow_does():
+    spec = {"chief": ["c:1"], "worker": ["w:1", "w:2"]}
+    for task, index in ((("chief", 0), 0), (("worker", 0), 1), (("worker", 1), 2)):
+        found = cluster.from_environment({"TF_CONFIG": json.dumps(
+            {"cluster": spec, "task": {"type": task[0], "index": task[1]}})})
+        assert (found.workers, found.worker_index) == (3, index)
+    assert cluster.from_environment({}) is None
+    assert cluster.from_environment({"TF_CONFIG": json.dumps(
+        {"cluster": {"worker": ["w:1"]}, "task": {"type": "worker", "index": 0}})}) is None
