@@ -18,6 +18,7 @@ out. A JSON file (--json) records settings, results and versions.
   python bench.py --peak                            # also the float32 matmul peak of this machine
   python bench.py --image-size 64 --g-steps 1 --channels 3   # the paper's 64x64 network
   python bench.py --layers --image-size 64          # each CPU rewrite against TensorFlow's op
+  python bench.py --devices 2 --g-steps 1 --channels 3   # 2 replicas against 1, alternated
 """
 import itertools
 import os
@@ -34,6 +35,7 @@ DATASET_IMAGES = 2048  # random uint8 images to draw batches from
 BATCH_SIZE = options.bounded_int(1, DATASET_IMAGES, "batches are drawn from 2,048 random images")
 WARMUP = options.bounded_int(0, 10_000, "untimed steps; 10,000 take hours on a CPU")
 TIMED_STEPS = options.bounded_int(1, 10_000, "at least one to time; 10,000 take hours on a CPU")
+DEVICES = options.bounded_int(1, 64, "as train.py --devices: replicas on one machine")
 
 
 def build_parser():
@@ -71,11 +73,30 @@ def build_parser():
              "it)")
     add("--intra-op-threads", type=options.THREADS, default=0, help="as in train.py")
     add("--inter-op-threads", type=options.THREADS, default=0, help="as in train.py")
+    group = parser.add_argument_group("several devices")
+    add = group.add_argument
+    add("--devices", type=DEVICES, default=1,
+        help="as in train.py: also time the step on N replicas (MirroredStrategy) at the same "
+             "global --batch-size, alternating with one device, and report the scaling "
+             "efficiency")
+    add("--sync-batch-norm", action="store_true",
+        help="as in train.py, for the N-replica step")
     return parser
 
 
 def parse_args(argv=None):
-    return build_parser().parse_args(argv)  # every number is checked by its type
+    parser = build_parser()
+    args = parser.parse_args(argv)  # every number is checked by its type
+    if args.batch_size % args.devices:
+        parser.error(f"argument --batch-size: {args.batch_size} does not divide evenly over "
+                     f"--devices {args.devices}")
+    if args.layers and args.devices > 1:
+        parser.error("--layers times single layers on one device: drop --devices")
+    if args.sync_batch_norm and args.devices == 1:
+        parser.error("--sync-batch-norm needs --devices 2 or more")
+    if args.g_ema and args.devices > 1:
+        parser.error("--g-ema trains on one device only for now (as in train.py)")
+    return args
 
 
 if __name__ == "__main__":
@@ -89,6 +110,7 @@ import data  # noqa: E402
 import dcgan  # noqa: E402
 import devices  # noqa: E402
 import runs  # noqa: E402
+import strategies  # noqa: E402
 
 tf1 = tf.compat.v1
 
@@ -131,14 +153,17 @@ def flop_count(channels, g_steps, batch_size=1, image_size=hyperparameters.IMAGE
 class StepTimer:
     """One configuration's training graph and session, ready to time steps on random data."""
 
-    def __init__(self, channels, g_steps, precision, args):
+    def __init__(self, channels, g_steps, precision, args, devices=1):
         self.channels, self.g_steps, self.precision = channels, g_steps, precision
-        self.batch_size = args.batch_size
+        self.batch_size, self.devices = args.batch_size, devices
+        engine = strategies.make_engine(devices)
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf1.set_random_seed(0)
             self.model = dcgan.build_model(channels, g_steps=g_steps, precision=precision,
-                                           g_ema_decay=args.g_ema, image_size=args.image_size)
+                                           g_ema_decay=args.g_ema, image_size=args.image_size,
+                                           strategy=engine.strategy,
+                                           sync_batch_norm=args.sync_batch_norm and devices > 1)
             init = tf1.global_variables_initializer()
         self.graph.finalize()
         rng = np.random.default_rng(0)
@@ -147,7 +172,7 @@ class StepTimer:
         self.batches = data.BatchIterator(DATASET_IMAGES, args.batch_size, seed=0)
         self.indices = self._index_stream()
         self.session = tf1.Session(graph=self.graph, config=dcgan.session_config(
-            args.intra_op_threads, args.inter_op_threads))
+            args.intra_op_threads, args.inter_op_threads, engine.cpu_devices))
         self.session.run(init)
         self.step, self.step_seconds, self.losses = 0, [], None
 
@@ -171,7 +196,7 @@ class StepTimer:
         image_size = self.model.image_size
         flops = flop_count(self.channels, self.g_steps, image_size=image_size)
         return {"channels": self.channels, "g_steps": self.g_steps, "precision": self.precision,
-                "image_size": image_size,
+                "image_size": image_size, "devices": self.devices, "batch_size": self.batch_size,
                 "images_per_sec": images_per_sec, "gflops_per_image": flops / 1e9,
                 "achieved_gflops": images_per_sec * flops / 1e9,
                 "median_step_s": statistics.median(self.step_seconds),
@@ -180,9 +205,12 @@ class StepTimer:
 
 
 def measure(channels, g_steps, precisions, args):
-    """Times each precision's step; several precisions alternate in blocks of steps (so the
-    machine's drift falls on all alike). Returns a result dict per precision."""
-    timers = [StepTimer(channels, g_steps, precision, args) for precision in precisions]
+    """Times each precision's step (and with --devices N, each on one device and on N);
+    several alternate in blocks of steps (so the machine's drift falls on all alike). Returns a
+    result dict per precision and device count."""
+    device_counts = [1, args.devices] if args.devices > 1 else [1]
+    timers = [StepTimer(channels, g_steps, precision, args, devices)
+              for precision in precisions for devices in device_counts]
     for timer in timers:
         timer.run(args.warmup, timed=False)
     blocks = ALTERNATION_BLOCKS if len(timers) > 1 else 1
@@ -212,11 +240,23 @@ def matmul_peak(n=4096, reps=10):
 
 def print_result(result, peak):
     share = f" = {100 * result['achieved_gflops'] / peak:.0f}% of the matmul peak" if peak else ""
+    on = f" devices={result['devices']}" if result["devices"] > 1 else ""
     print(f"image_size={result['image_size']} g_steps={result['g_steps']} "
-          f"channels={result['channels']} precision={result['precision']}: {result['gflops_per_image']:.4f} GFLOP/image, "
+          f"channels={result['channels']} precision={result['precision']}{on}: "
+          f"{result['gflops_per_image']:.4f} GFLOP/image, "
           f"{result['achieved_gflops']:.1f} GFLOP/s{share}, median step "
           f"{result['median_step_s'] * 1000:.0f} ms", flush=True)
     print(f"images_per_sec={result['images_per_sec']:.3f}", flush=True)
+
+
+def scaling(one, several):
+    """One line: N replicas against one device at the same global batch (strong scaling)."""
+    speedup = several["images_per_sec"] / one["images_per_sec"]
+    several["speedup"], several["scaling_efficiency"] = speedup, speedup / several["devices"]
+    return (f"--devices {several['devices']}: {several['images_per_sec']:.1f} images/s against "
+            f"{one['images_per_sec']:.1f} on one device ({one['precision']}, global batch "
+            f"{one['batch_size']}): speedup {speedup:.2f}x, scaling efficiency "
+            f"{100 * speedup / several['devices']:.0f}%")
 
 
 def compare_precisions(float32, bfloat16):
@@ -315,6 +355,12 @@ def main(argv=None, args=None):
           f", {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
           f"bfloat16: {bfloat16.reason}; threads intra={args.intra_op_threads} "
           f"inter={args.inter_op_threads} (0 = TensorFlow's choice)", flush=True)
+    if args.devices > 1:  # before any session starts TensorFlow's runtime: its devices
+        try:
+            print(strategies.make_engine(args.devices).description, flush=True)
+        except strategies.EngineError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     peak = matmul_peak() if args.peak else None
     if peak:
         print(f"float32 matmul peak (4096^3): {peak:.1f} GFLOP/s", flush=True)
@@ -329,8 +375,11 @@ def main(argv=None, args=None):
         group_results = measure(channels, g_steps, group, args)
         for result in group_results:
             print_result(result, peak)
-        if len(group_results) == 2:
-            print(compare_precisions(*group_results), flush=True)
+        on_one = [result for result in group_results if result["devices"] == 1]
+        for one, several in zip(on_one, [r for r in group_results if r["devices"] > 1]):
+            print(scaling(one, several), flush=True)
+        if len(on_one) == 2:
+            print(compare_precisions(*on_one), flush=True)
         results.extend(group_results)
     report = {"settings": vars(args), "matmul_peak_gflops": peak, "results": results,
               "versions": {"tensorflow": tf.__version__, "numpy": np.__version__,

@@ -3,6 +3,7 @@ warning for an NVIDIA GPU TensorFlow does not see (a fake nvidia-smi on the PATH
 the entry points print them."""
 import json
 import os
+import re
 import stat
 import time
 
@@ -117,3 +118,24 @@ def test_entry_points_print_the_warning_and_go_on(two_epochs, tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.count("warning: this machine has an NVIDIA GPU (NVIDIA T4)") == 1
     assert out.is_file()
+
+
+def test_bench_times_two_replicas_against_one_device(tmp_path, capsys):
+    report = tmp_path / "bench.json"
+    assert bench.main(["--g-steps", "1", "--channels", "1", "--precision", "float32",
+                       "--image-size", "16", "--batch-size", "8", "--warmup", "1", "--steps",
+                       "4", "--devices", "2", "--sync-batch-norm", "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "MirroredStrategy over 2 logical CPU devices" in out
+    assert re.search(r"--devices 2: [\d.]+ images/s against [\d.]+ on one device \(float32, "
+                     r"global batch 8\): speedup [\d.]+x, scaling efficiency \d+%", out), out
+    one, two = json.loads(report.read_text())["results"]
+    assert (one["devices"], two["devices"]) == (1, 2)
+    assert two["scaling_efficiency"] == pytest.approx(
+        two["images_per_sec"] / one["images_per_sec"] / 2)
+
+
+def test_bench_refuses_a_batch_the_devices_cannot_split(capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--devices", "3", "--batch-size", "8"])
+    assert "8 does not divide evenly over --devices 3" in capsys.readouterr().err

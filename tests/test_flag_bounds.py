@@ -40,6 +40,7 @@ OUT_OF_RANGE = [
     ("train", "--intra-op-threads", ["-1", "1025", "2147483648"]),
     ("train", "--inter-op-threads", ["-1", "1025"]),
     ("train", "--devices", ["0", "65"]),
+    ("bench", "--devices", ["0", "65"]),
     ("train", "--worker-timeout", ["9", "86401"]),
     ("generate", "--num", ["0", "-5", "200001"]),
     ("generate", "--seed", ["-1", str(2 ** 32)]),
