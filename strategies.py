@@ -124,3 +124,18 @@ def chief_values_op(strategy, variables):
 def _portable(variable):
     value = tf.convert_to_tensor(variable)
     return tf.cast(value, tf.float64) if value.dtype.is_integer else value
+
+
+def agreement_op(strategy, value):
+    """The sum over all replicas of `value` (a number below 2^40 that each worker computes from
+    its settings), by the strategy's all-reduce: it equals replicas x value on every worker
+    only if every worker computed the same value. Build it before anything else in the graph,
+    so it pairs up across workers even when their graphs differ after it, and run it first."""
+    def offered():
+        return tf.constant(float(value), tf.float64)
+
+    with strategy.scope():
+        offers = strategy.extended.call_for_each_replica(
+            tf.autograph.experimental.do_not_convert(offered))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, offers, axis=None)
+

@@ -6,6 +6,8 @@ from a fixed z and a loss plot; running the same command again resumes where the
 """
 import collections
 import contextlib
+import hashlib
+import json
 import math
 import os
 import signal
@@ -311,16 +313,35 @@ def load_evaluation(args, dataset):
 
 RunGraph = collections.namedtuple(
     "RunGraph", "graph model fixed_z epoch batch_index position save_position saver checkpointed "
-                "init chief_values")
+                "init chief_values agreement agreed_hash")
+# What every worker must agree on: what the step computes, the data it reads and how long it
+# trains (a worker that stops early leaves the others waiting). A folder's path may differ from
+# machine to machine; its fingerprint may not.
+AGREED_SETTINGS = (*(key for key in RESUME_KEYS if key != "images"), "g_steps", "lr", "beta1", "alpha", "smooth", "precision",
+                   "sync_batch_norm", "devices", "epochs", "max_steps")
+AGREED_FLAGS = ", ".join("--" + key.replace("_", "-") for key in AGREED_SETTINGS)
 
 
-def build_graph(args, output_dim, engine):
+def agreed_settings_hash(args, dataset):
+    """A 40-bit number of the settings every worker must share (AGREED_SETTINGS and the data's
+    size and fingerprint), exact in the float64 the strategy sums it as."""
+    agreed = {key: getattr(args, key) for key in AGREED_SETTINGS}
+    agreed.update(splits=list(args.splits), num_images=len(dataset.images),
+                  fingerprint=dataset.fingerprint, shape=list(dataset.images.shape[1:]))
+    digest = hashlib.sha256(json.dumps(agreed, sort_keys=True, default=str).encode()).hexdigest()
+    return int(digest[:10], 16)
+
+
+def build_graph(args, output_dim, engine, settings_hash=0):
     """The training graph plus what a checkpoint holds besides the networks: the fixed sample z
     and the position in the data (epoch, next batch). With several workers, also the op that
-    gives every worker the chief's values (strategies.chief_values_op)."""
+    checks that all were started with the same settings, built first, and the one that gives
+    every worker the chief's values (strategies.agreement_op, chief_values_op)."""
     graph = tf.Graph()
     with graph.as_default():
         tf1.set_random_seed(args.seed)
+        agreement = strategies.agreement_op(engine.strategy, settings_hash) \
+            if engine.workers > 1 else None
         model = dcgan.build_model(
             output_dim, z_dim=args.z_dim, g_steps=args.g_steps, learning_rate=args.lr,
             beta1=args.beta1, alpha=args.alpha, smooth=args.smooth, precision=args.precision,
@@ -344,13 +365,15 @@ def build_graph(args, output_dim, engine):
             if engine.workers > 1 else None
     graph.finalize()  # nothing may add ops in the loop (a classic TF1 slow-down)
     return RunGraph(graph, model, fixed_z, epoch, batch_index, position, save_position, saver,
-                    checkpointed, init, chief_values)
+                    checkpointed, init, chief_values, agreement, settings_hash)
 
 
 def restore_or_initialise(sess, run_graph, run, batches, seed, engine, run_options=None):
     """Restores the newest checkpoint that restores (and the data position), or initialises
     when the run has none; returns (step, checkpoint restored or None). With several workers
     only the chief restores, and every worker then takes the chief's values."""
+    if run_graph.agreement is not None:
+        check_agreement(sess, run_graph, engine, run_options)
     # What a checkpoint does not hold is initialised all the same (several workers: together).
     sess.run(run_graph.init, options=run_options)
     chief = engine.worker_index == 0
@@ -370,6 +393,16 @@ def restore_or_initialise(sess, run_graph, run, batches, seed, engine, run_optio
     elif step:
         print(f"took the chief's checkpoint: step {step}, epoch {epoch + 1}, batch {batch_index}")
     return step, restored
+
+
+def check_agreement(sess, run_graph, engine, run_options):
+    """Every worker refuses to train unless all were started with the same settings."""
+    total = sess.run(run_graph.agreement, options=run_options)
+    if total != engine.replicas * run_graph.agreed_hash:
+        raise runs.RunError(
+            f"worker {engine.worker_index + 1} of {engine.workers}: the workers were started "
+            f"with different settings or data (the flags {AGREED_FLAGS} and the dataset must be "
+            f"the same on all); start every worker with the same command")
 
 
 # --- The loop --------------------------------------------------------------------------------
@@ -601,7 +634,7 @@ def train_in(run, args, claim, engine, cluster):
     print("\n".join(["settings (config.json keeps them all):",
                      *options.settings_lines(build_parser(), args, derived)]))
     print(f"device: {devices.describe_device()}; precision {args.precision}; seed {args.seed}")
-    run_graph = build_graph(args, output_dim, engine)
+    run_graph = build_graph(args, output_dim, engine, agreed_settings_hash(args, dataset))
     inter_op_threads = args.inter_op_threads
     if engine.workers > 1:  # a worker's collectives wait on the others' with threads of their own
         inter_op_threads = max(inter_op_threads or os.cpu_count(), MIN_WORKER_INTER_OP_THREADS)

@@ -126,6 +126,18 @@ def test_two_workers_train_one_run_directory_and_resume_together(data_dir, tmp_p
     assert not elsewhere.exists()
 
 
+def test_workers_started_with_different_settings_refuse_to_train(data_dir, tmp_path):
+    environments = worker_environments(tmp_path)
+    commands = [train_command(data_dir, tmp_path / "run", "--epochs", "1"),
+                train_command(data_dir, tmp_path / "run", "--epochs", "1", "--seed", "7")]
+    for code, output in run_together(commands, environments, tmp_path, "disagree"):
+        assert code == 1, output[-3000:]
+        last = output.strip().splitlines()[-1]
+        assert "the workers were started with different settings or data" in last, last
+        assert "Traceback" not in output
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def wait_for(path, process, seconds=LIMIT):
     deadline = time.monotonic() + seconds
     while not os.path.exists(path):
