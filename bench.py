@@ -94,8 +94,6 @@ def parse_args(argv=None):
         parser.error("--layers times single layers on one device: drop --devices")
     if args.sync_batch_norm and args.devices == 1:
         parser.error("--sync-batch-norm needs --devices 2 or more")
-    if args.g_ema and args.devices > 1:
-        parser.error("--g-ema trains on one device only for now (as in train.py)")
     return args
 
 

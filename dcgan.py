@@ -404,9 +404,17 @@ AVERAGE_SCOPE = "g_ema"
 STANDING_STATS_BATCH = 256  # z per recomputation of the averaged generator's statistics
 
 
+def _first_replica_aggregation(next_creator, **kwargs):
+    """The averaged generator's variables take the first replica's update under a strategy:
+    every replica's trained weights, and so its update, are the same."""
+    kwargs["aggregation"] = tf.VariableAggregation.ONLY_FIRST_REPLICA
+    return next_creator(**kwargs)
+
+
 def _averaged_generator(z, output_dim, training, precision, implementation, image_size,
                         stats_momentum=0.0):
-    with tf1.variable_scope(AVERAGE_SCOPE, reuse=tf1.AUTO_REUSE):
+    with tf1.variable_scope(AVERAGE_SCOPE, reuse=tf1.AUTO_REUSE), \
+            tf.variable_creator_scope(_first_replica_aggregation):
         images = generator(z, output_dim, reuse=tf1.AUTO_REUSE, training=training,
                            precision=precision, implementation=implementation,
                            stats_momentum=stats_momentum, image_size=image_size)
@@ -651,7 +659,6 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
         picks the one for the device TensorFlow sees.
       g_ema_decay: if > 0, after each G update the step also updates an averaged copy of the
         generator's weights, w_avg <- decay w_avg + (1 - decay) w (not in the paper; opt-in).
-        One device only.
       image_size: the side N of the images both networks are built for
         (hyperparameters.generator_filters and discriminator_filters).
       strategy: None (one device: the graph above, nothing distributed), or a
@@ -680,8 +687,6 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
     _check_smooth(smooth)
     if not 0.0 <= g_ema_decay < 1.0:
         raise ValueError(f"g_ema_decay must be in [0, 1), got {g_ema_decay!r}")
-    if strategy is not None and g_ema_decay:
-        raise ValueError("g_ema_decay works on one device only (no strategy)")
     if sync_batch_norm and strategy is None:
         raise ValueError("sync_batch_norm needs a strategy: one device has nothing to sync")
     _check_image_size(image_size)
@@ -726,11 +731,13 @@ _Step = collections.namedtuple("_Step",
                                "last_update d_loss g_loss real_prob fake_prob averaged g_vars")
 
 
-def _training_step(real, z, settings, optimizers, loss_scale=1.0):
+def _training_step(real, z, settings, optimizers, loss_scale=1.0, build_averaged=None):
     """One D update then g_steps G updates on (real, z), built in this thread; see build_model.
 
     `loss_scale` multiplies the losses the optimizers minimize (not those logged): under a
-    strategy it is 1 / replicas, since the strategy sums the replicas' gradients.
+    strategy it is 1 / replicas, since the strategy sums the replicas' gradients. With
+    settings.g_ema_decay, `build_averaged()` builds the averaged generator's Sampler after the
+    first G update (by default, here, for z).
     """
     d_optimizer, g_optimizer = optimizers
     networks, output_dim = settings.networks, settings.output_dim
@@ -751,6 +758,8 @@ def _training_step(real, z, settings, optimizers, loss_scale=1.0):
             DISCRIMINATOR_SCOPE))
 
     # (2) Update G, g_steps times: maximize log D(G(z)) against the updated D.
+    build_averaged = build_averaged or (lambda: _averaged_sampler(
+        z, output_dim, networks["precision"], networks["implementation"], settings.image_size))
     g_losses, averaged = [], None
     for index in range(settings.g_steps):
         with tf.control_dependencies([last_update]):
@@ -764,8 +773,7 @@ def _training_step(real, z, settings, optimizers, loss_scale=1.0):
             last_update = g_optimizer.minimize(scaled(g_losses[-1]), var_list=g_vars)
         if settings.g_ema_decay:
             if index == 0:  # the averaged generator's variables, once
-                averaged = _averaged_sampler(z, output_dim, networks["precision"],
-                                             networks["implementation"], settings.image_size)
+                averaged = build_averaged()
             last_update = _update_average(settings.g_ema_decay, last_update)
     return _Step(last_update, d_loss, g_losses[0], real_prob, fake_prob, averaged, g_vars)
 
@@ -785,6 +793,19 @@ def _replicated_step(strategy, real_images, z, settings, optimizers):
     """
     local_replicas = len(strategy.extended.worker_devices)
     loss_scale = _replica_loss_scale(strategy)
+    averaged = []
+
+    def build_averaged():
+        """The averaged generator, once for all replicas, outside them (merge_call), where the
+        one-device graph builds it: its sampler is the whole model's, on the whole z."""
+        def build(_):
+            if not averaged:
+                averaged.append(_averaged_sampler(z, settings.output_dim,
+                                                  settings.networks["precision"],
+                                                  settings.networks["implementation"],
+                                                  settings.image_size))
+        tf.distribute.get_replica_context().merge_call(build)
+        return averaged[0]
 
     def replica_step():
         context = tf.distribute.get_replica_context()
@@ -793,7 +814,7 @@ def _replicated_step(strategy, real_images, z, settings, optimizers):
         share = tf.shape(real_images)[0] // local_replicas
         rows = slice(local * share, (local + 1) * share)
         step = _training_step(scale_pixels(real_images[rows]), z[rows], settings, optimizers,
-                              loss_scale)
+                              loss_scale, build_averaged)
         return (step.last_update, step.d_loss, step.g_loss, tf.reduce_mean(step.real_prob),
                 tf.reduce_mean(step.fake_prob))
 
@@ -801,7 +822,8 @@ def _replicated_step(strategy, real_images, z, settings, optimizers):
     updates, *logged = strategy.extended.call_for_each_replica(
         tf.autograph.experimental.do_not_convert(replica_step))
     means = [strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None) for value in logged]
-    return _Step(strategy.group(updates), *means, None, _trainable_variables(GENERATOR_SCOPE))
+    return _Step(strategy.group(updates), *means, averaged[0] if averaged else None,
+                 _trainable_variables(GENERATOR_SCOPE))
 
 
 def session_config(intra_op_threads=0, inter_op_threads=0, cpu_devices=1):

@@ -194,8 +194,8 @@ def parse_args(argv=None):
 
 
 def check_replicas(parser, args):
-    """The global batch must split evenly over every replica of every worker; the averaged
-    generator and synchronized batch norm need one and several replicas."""
+    """The global batch must split evenly over every replica of every worker, and synchronized
+    batch norm needs several replicas."""
     try:
         cluster = cluster_lib.from_environment()
     except cluster_lib.ClusterError as error:
@@ -209,9 +209,6 @@ def check_replicas(parser, args):
                      f"{replicas} replicas ({where}); try {args.batch_size // replicas * replicas}")
     if args.sync_batch_norm and replicas == 1:
         parser.error("--sync-batch-norm needs several replicas (--devices N or TF_CONFIG)")
-    if args.g_ema and replicas > 1:
-        parser.error("--g-ema trains on one device only for now: drop --g-ema or train with "
-                     "--devices 1 and no TF_CONFIG")
 
 
 if __name__ == "__main__":
