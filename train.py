@@ -376,11 +376,11 @@ def restore_or_initialise(sess, run_graph, run, batches, seed, engine, run_optio
     chief = engine.worker_index == 0
     restored = run.restore(sess, run_graph.saver, run_graph.checkpointed,
                            set_aside_damaged=True) if chief else None
+    if not restored and run_graph.model.start_average is not None:
+        sess.run(run_graph.model.start_average)
     if run_graph.chief_values is not None:
         sess.run(run_graph.chief_values, options=run_options)
     elif not restored:
-        if run_graph.model.start_average is not None:
-            sess.run(run_graph.model.start_average)
         return 0, None
     step, epoch, batch_index = (int(value) for value in sess.run(
         [run_graph.model.global_step, run_graph.epoch, run_graph.batch_index]))

@@ -130,6 +130,7 @@ def test_one_device_builds_no_strategy():
     engine = strategies.make_engine(1)
     assert engine.strategy is None and engine.replicas == 1
     with tf.Graph().as_default():
+        tf1.set_random_seed(0)  # (another test may have made TensorFlow's ops deterministic)
         model = dcgan.build_model(1, image_size=SIZE)
         assert model.replicas == 1
         assert not any("replica" in op.name for op in tf1.get_default_graph().get_operations())

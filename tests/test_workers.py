@@ -102,11 +102,14 @@ def train_command(data_dir, out, *extra):
 def test_two_workers_train_one_run_directory_and_resume_together(data_dir, tmp_path):
     environments = worker_environments(tmp_path)
     run, elsewhere = tmp_path / "run", tmp_path / "worker2-out"
-    commands = [train_command(data_dir, run, "--epochs", "1"),
-                train_command(data_dir, elsewhere, "--epochs", "1")]
+    commands = [train_command(data_dir, run, "--epochs", "1", "--g-ema", "0.9"),
+                train_command(data_dir, elsewhere, "--epochs", "1", "--g-ema", "0.9")]
     results = run_together(commands, environments, tmp_path, "first")
     for code, output in results:
         assert code == 0, output[-3000:]
+    values = checkpoint_values(run)  # the average started from the weights, not at random
+    kernel = "generator/deconv2/kernel"
+    assert np.mean(np.abs(values["g_ema/" + kernel] - values[kernel])) < 1e-3
     chief_output, other_output = results[0][1], results[1][1]
     assert "MultiWorkerMirroredStrategy, worker 1 of 2 (the chief" in chief_output
     assert "worker 2 of 2 (writes nothing" in other_output
@@ -115,8 +118,8 @@ def test_two_workers_train_one_run_directory_and_resume_together(data_dir, tmp_p
     assert not elsewhere.exists()  # the other worker wrote nothing where it was pointed
     assert not os.listdir(tmp_path / "tmp1")  # and removed its scratch folder
 
-    commands = [train_command(data_dir, run, "--epochs", "2"),
-                train_command(data_dir, elsewhere, "--epochs", "2")]
+    commands = [train_command(data_dir, run, "--epochs", "2", "--g-ema", "0.9"),
+                train_command(data_dir, elsewhere, "--epochs", "2", "--g-ema", "0.9")]
     results = run_together(commands, worker_environments(tmp_path), tmp_path, "second")
     for code, output in results:
         assert code == 0, output[-3000:]
