@@ -13,8 +13,11 @@ TEST_CPU_DEVICES = 2  # logical CPU devices in the test process, for --devices 2
 
 def pytest_configure(config):
     """Splits the CPU into TEST_CPU_DEVICES logical devices before any test starts TensorFlow's
-    runtime (it cannot change afterwards). One-device graphs are placed on CPU:0 as before."""
-    import tensorflow as tf
+    runtime (it cannot change afterwards). One-device graphs are placed on CPU:0 as before.
+    TensorFlow is imported as the entry points import it, its start-up lines filtered."""
+    import quiet_start
+
+    tf = quiet_start.import_tensorflow()
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
