@@ -24,12 +24,13 @@ def describe_device():
 
 
 def placement_summary(run_metadata):
-    """'<device>: <n> ops, ...' for a step traced with RunOptions.SOFTWARE_TRACE."""
+    """'<device>: <n> ops, ...' for a step traced with RunOptions.SOFTWARE_TRACE (FULL_TRACE in a
+    session of a tf.distribute server)."""
     counts = {}
     for device in run_metadata.step_stats.dev_stats:
         counts[device.device] = counts.get(device.device, 0) + len(device.node_stats)
     return ", ".join(f"{name}: {count} ops" for name, count in sorted(counts.items())) or \
-        "(no trace: a session of a tf.distribute server does not return one)"
+        "(the session returned no trace)"
 
 
 Bfloat16Check = collections.namedtuple("Bfloat16Check", "hardware fast reason")

@@ -444,7 +444,9 @@ class Trainer:
             run_metadata, traced = tf1.RunMetadata(), tf1.RunOptions()
             if self.run_options:
                 traced.CopyFrom(self.run_options)
-            traced.trace_level = tf1.RunOptions.SOFTWARE_TRACE
+            # A session of a tf.distribute server returns step statistics only for a full trace.
+            traced.trace_level = tf1.RunOptions.FULL_TRACE if self.engine.server else \
+                tf1.RunOptions.SOFTWARE_TRACE
             values = self.sess.run(fetches, feed, traced, run_metadata)
             print(f"first step ran on: {devices.placement_summary(run_metadata)}; convolutions: "
                   f"{convolutions.describe(self.model.implementation)}", flush=True)

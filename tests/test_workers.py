@@ -4,6 +4,7 @@ worker the chief's checkpoint, and a killed worker ends the other with one line.
 has a hard time limit; the sessions get 4 inter-op threads, so 2 cores cannot deadlock them."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -112,6 +113,8 @@ def test_two_workers_train_one_run_directory_and_resume_together(data_dir, tmp_p
     assert np.mean(np.abs(values["g_ema/" + kernel] - values[kernel])) < 1e-3
     chief_output, other_output = results[0][1], results[1][1]
     assert "MultiWorkerMirroredStrategy, worker 1 of 2 (the chief" in chief_output
+    assert re.search(r"first step ran on: /job:worker/replica:0/task:0/device:CPU:0: \d+ ops",
+                     chief_output), chief_output[-3000:]
     assert "worker 2 of 2 (writes nothing" in other_output
     assert "run directory kept by the chief" in other_output
     assert checkpoint_values(run)["global_step"] == 4
