@@ -1,10 +1,12 @@
-"""The run directory: its layout, and every file train.py, generate.py and evaluate.py read or
-write in it, through one place and with one error type.
+"""The run directory: its layout, where each file lives, and the files train.py, generate.py and
+evaluate.py read or write in it (config.json, the checkpoints, evaluation.json, features.json);
+RunError, the one error type of this module and of those that stand on it (metrics.py for
+metrics.csv and TensorBoard).
 
   .dcgan-run                  the marker: written first, it makes the folder a run directory
   config.json                 the settings of the run
-  metrics.csv                 a row per --log-every steps (losses) or per evaluation (quality)
-  events.out.tfevents.*       TensorBoard: the same scalars and the sample grids
+  metrics.csv                 a row per --log-every steps or per evaluation (metrics.py)
+  events.out.tfevents.*       TensorBoard: the same scalars and the sample grids (metrics.py)
   samples/epoch_0001.png ...  sample grids from the run's fixed z
   samples/progress.gif        those grids played in order, a frame per epoch
   losses.png, quality.png     plots of metrics.csv
@@ -20,10 +22,7 @@ removed again.
 """
 import collections
 import contextlib
-import csv
-import errno
 import fcntl
-import io
 import json
 import os
 import re
@@ -42,10 +41,6 @@ import hyperparameters
 
 tf1 = tf.compat.v1
 
-LOSS_FIELDS = ("d_loss", "g_loss", "d_real", "d_fake", "images_per_sec")
-QUALITY_FIELDS = ("classifier_score", "frechet_distance", "class_entropy", "min_class_share")
-# A row holds either the losses of a step or the quality of an evaluation; the rest stay empty.
-METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, *QUALITY_FIELDS, "time")
 CHECKPOINT_PREFIX = "model"
 CHECKPOINTS_KEPT = 3
 # A checkpoint exists once its index is in place (the data files are moved in before it).
@@ -60,15 +55,6 @@ _RUN_SETTINGS = ("dataset", "output_dim", "z_dim", "batch_size")
 # What a --dataset folder run's config.json must hold for its folder to be loaded again as the
 # run trained on it: where it is, how it was decoded, and what it held.
 FOLDER_SETTINGS = {"images": str, "fit": str, "data_fingerprint": str, "num_images": int}
-# The first version's metrics.csv (538f904 to 391f6ea): no quality columns. Rows are told apart
-# by their number of fields.
-FIRST_METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, "time")
-_METRIC_LAYOUTS = {len(fields): fields for fields in (METRIC_FIELDS, FIRST_METRIC_FIELDS)}
-_INTEGER_METRICS = ("step", "epoch")
-# A row is under 300 bytes; a line past this is damage (say, a zero-filled tail after a power
-# cut) and is skipped without being held in memory.
-MAX_METRICS_LINE = 4096
-_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^[-+]?(inf|nan)$")
 # A temporary file named by an earlier version (no writer in its name) is taken for a killed
 # writer's only once it is this old: those versions' readers wrote theirs in seconds.
 _UNNAMED_TEMP_SECONDS = 3600
@@ -86,6 +72,17 @@ class RunError(Exception):
 def write_json(path, value):
     text = json.dumps(value, indent=2, sort_keys=True)
     durable.atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def write_or_fail(path, write, *args, unsaved=None):
+    """write(path, *args), a failure becoming one RunError line naming the path; `unsaved`
+    says what is lost (default: nothing saved before)."""
+    try:
+        write(path, *args)
+    except OSError as error:
+        raise RunError(f"cannot write {path} ({cause(error)}); " + (unsaved or (
+            "nothing saved before is lost. Free the space or fix the permission, then run "
+            "the same command again"))) from None
 
 
 # Lines of a TensorFlow error message that say where, not what.
@@ -229,7 +226,7 @@ def _is_own_lock_file(path):
     return os.path.isfile(path) and (not text or text.startswith(b"process "))
 
 
-def _unused_name(base):
+def unused_name(base):
     """`base`, or base-2, base-3... : the first name nothing has (two --fresh in one second)."""
     name, number = base, 1
     while os.path.lexists(name):
@@ -258,69 +255,6 @@ def _unnamed_and_dead(path, name, kind):
 def _remove_if_there(path):
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)
-
-
-def _bounded_lines(handle, limit):
-    """The lines of a binary file, each with its newline; None for a line longer than `limit`
-    bytes, or for a last line without a newline (a write cut short), neither held in memory."""
-    while True:
-        line = handle.readline(limit + 1)
-        if not line:
-            return
-        if len(line) > limit:
-            while line and not line.endswith(b"\n"):
-                line = handle.readline(1 << 20)
-            yield None
-        else:
-            yield line if line.endswith(b"\n") else None
-
-
-def parse_metric_line(line):
-    """One line of metrics.csv: a row dict (see RunDir.read_metrics), or None for a header.
-
-    Raises:
-      ValueError: the line is damaged (None from _bounded_lines, not UTF-8, another number of
-        fields than a layout has, a field that is not a number, a step or epoch not a whole
-        number >= 0, no step).
-    """
-    if line is None:
-        raise ValueError("overlong or cut short")
-    values = line.decode("utf-8").rstrip("\r\n").split(",")
-    fields = _METRIC_LAYOUTS.get(len(values))
-    if fields is None:
-        raise ValueError(f"{len(values)} fields")
-    if tuple(values) == fields:
-        return None
-    row = {}
-    for key, value in zip(fields, values):
-        if not value:
-            continue
-        if not _NUMBER.match(value):
-            raise ValueError(f"{key} is not a number")
-        number = float(value)
-        if key in _INTEGER_METRICS:
-            if not (number.is_integer() and number >= 0):
-                raise ValueError(f"{key} is not a count")
-            number = int(number)
-        row[key] = number
-    if "step" not in row:
-        raise ValueError("no step")
-    return row
-
-
-def _line_numbers(numbers, shown=5):
-    listed = ", ".join(map(str, numbers[:shown]))
-    return f"line {listed}" + (f" and {len(numbers) - shown} more" if len(numbers) > shown else "")
-
-
-def _link_or_copy(path, source):
-    """`path` as a second name of `source` (no copy), or a copy where links are not allowed."""
-    try:
-        os.link(source, path)
-    except OSError as error:
-        if error.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP):
-            raise
-        shutil.copyfile(source, path)
 
 
 class TrainingClaim:
@@ -535,7 +469,7 @@ class RunDir:
                     held.enter_context(RunLock(folder).acquire(describe=folder == path))
                 except RunError as error:  # a live run, in it or below it
                     raise RunError(f"--fresh refused, nothing was moved: {error}") from None
-            aside = _unused_name(f"{path}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            aside = unused_name(f"{path}.old-{time.strftime('%Y%m%d-%H%M%S')}")
             try:
                 os.rename(path, aside)
             except OSError as error:
@@ -638,73 +572,7 @@ class RunDir:
                            f"--fresh.")
 
     def write_config(self, settings):
-        self._write(self.config_path, write_json, settings)
-
-    def _write(self, path, write, *args, unsaved=None):
-        """write(path, *args), a failure becoming one RunError line naming the path; `unsaved`
-        says what is lost (default: nothing saved before)."""
-        try:
-            write(path, *args)
-        except OSError as error:
-            raise RunError(f"cannot write {path} ({cause(error)}); " + (unsaved or (
-                "nothing saved before is lost. Free the space or fix the permission, then run "
-                "the same command again"))) from None
-
-    # --- metrics.csv --------------------------------------------------------------------------
-    def _parse_metrics(self):
-        """(rows, numbers of the damaged lines) of metrics.csv; see read_metrics."""
-        rows, damaged = [], []
-        try:
-            handle = open(self.metrics_path, "rb")
-        except FileNotFoundError:
-            return rows, damaged
-        with handle:
-            for number, line in enumerate(_bounded_lines(handle, MAX_METRICS_LINE), 1):
-                try:
-                    row = parse_metric_line(line)
-                except ValueError:
-                    damaged.append(number)
-                    continue
-                if row is not None:
-                    rows.append(row)
-        return rows, damaged
-
-    def read_metrics(self):
-        """The rows of metrics.csv as dicts: step and epoch ints, the rest floats, empty fields
-        left out. Every layout a version of train.py wrote is read (FIRST_METRIC_FIELDS too).
-        The file is read line by line, with no quoting: a damaged line (cut short by a kill,
-        garbage, a stray quote, NULs, not UTF-8, overlong) costs that line only, with a note."""
-        rows, damaged = self._parse_metrics()
-        if damaged:
-            print(f"{self.metrics_path}: skipped {len(damaged)} damaged line(s) "
-                  f"({_line_numbers(damaged)})", flush=True)
-        return rows
-
-    def keep_metrics_until(self, step):
-        """Rewrites metrics.csv with its rows up to `step` in this version's layout and returns
-        them. A file with damaged lines is first kept whole as metrics.csv.damaged-<time>, so
-        the rewrite loses no byte of it.
-
-        Raises:
-          RunError: it cannot be written (or, damaged, kept aside).
-        """
-        rows, damaged = self._parse_metrics()
-        if damaged:
-            aside = _unused_name(f"{self.metrics_path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-            self._write(aside, _link_or_copy, self.metrics_path)
-            print(f"{self.metrics_path}: skipped {len(damaged)} damaged line(s) "
-                  f"({_line_numbers(damaged)}); the file as it was is kept as {aside}", flush=True)
-        rows = [row for row in rows if row["step"] <= step]
-        self.write_metrics(rows)
-        return rows
-
-    def write_metrics(self, rows):
-        text = io.StringIO()
-        writer = csv.DictWriter(text, METRIC_FIELDS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        self._write(self.metrics_path, durable.atomic_write,
-                    lambda handle: handle.write(text.getvalue().encode()))
+        write_or_fail(self.config_path, write_json, settings)
 
     # --- Checkpoints --------------------------------------------------------------------------
     def checkpoints(self):
@@ -834,7 +702,7 @@ class RunDir:
 
     def write_features(self, results):
         """features.py's results, replaced whole (one result per run: the newest)."""
-        self._write(self.features_path, write_json, results,
+        write_or_fail(self.features_path, write_json, results,
                     unsaved="the table above was not saved")
 
     # --- evaluation.json ----------------------------------------------------------------------
@@ -855,7 +723,7 @@ class RunDir:
                 history[key] = result
                 write_json(path, history)
 
-        self._write(self.evaluation_path, add, unsaved="the result above was not saved")
+        write_or_fail(self.evaluation_path, add, unsaved="the result above was not saved")
 
     def _read_evaluations(self):
         try:
@@ -873,58 +741,6 @@ class RunDir:
         print(f"{self.evaluation_path} was damaged ({problem}); kept it as {aside} and started "
               f"a new one")
         return {}
-
-
-class MetricsLog:
-    """Appends records to metrics.csv (flushed at once) and to TensorBoard, from `step` on.
-
-    Opening it drops the rows after `step` (work a killed process did after its last checkpoint,
-    which will be trained again) and tells TensorBoard to drop its events after `step` too.
-    """
-
-    def __init__(self, run, step, resumed):
-        self.path = run.metrics_path
-        self.rows = run.keep_metrics_until(step)
-        self.writer = tf1.summary.FileWriter(run.path)
-        if resumed:
-            self.writer.add_session_log(tf1.SessionLog(status=tf1.SessionLog.START), step)
-        self.file = open(self.path, "a", newline="")
-        self.csv = csv.DictWriter(self.file, METRIC_FIELDS, extrasaction="ignore",
-                                  lineterminator="\n")
-
-    def record(self, row, tags):
-        """Appends a row (which holds its step) and its `tags` fields to TensorBoard: tags is a
-        list of (tag, fields) pairs, each field logged as tag/field.
-
-        Raises:
-          RunError: metrics.csv cannot be written (a line cut short there costs only itself).
-        """
-        try:
-            self.csv.writerow(row)
-            self.file.flush()
-        except OSError as error:
-            raise RunError(f"cannot write {self.path} ({cause(error)}); the last checkpoint is "
-                           f"intact. Free the space or fix the cause, then run the same command "
-                           f"to resume") from None
-        self.rows.append(row)
-        self.writer.add_summary(tf1.Summary(value=[
-            tf1.Summary.Value(tag=f"{tag}/{field}", simple_value=row[field])
-            for tag, fields in tags for field in fields]), int(row["step"]))
-
-    def add_png(self, tag, png, width, height, step):
-        self.writer.add_summary(tf1.Summary(value=[tf1.Summary.Value(
-            tag=tag, image=tf1.Summary.Image(encoded_image_string=png, height=height,
-                                             width=width, colorspace=4))]), step)
-
-    def flush(self):
-        self.writer.flush()
-
-    def close(self):
-        try:
-            self.file.close()
-        except OSError:
-            pass  # a full disk: the rows were flushed one by one, or reported then
-        self.writer.close()
 
 
 Samples = collections.namedtuple("Samples", "images checkpoint generator")

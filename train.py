@@ -221,6 +221,7 @@ import classifiers  # noqa: E402
 import convolutions  # noqa: E402
 import dcgan  # noqa: E402
 import devices  # noqa: E402
+import metrics  # noqa: E402
 import pictures  # noqa: E402
 import runs  # noqa: E402
 import strategies  # noqa: E402
@@ -516,8 +517,8 @@ class Trainer:
         print(f"epoch {epoch_number} quality{which}: {quality.format_quality(result)}",
               flush=True)
         self.log.record({"step": self.step, "epoch": epoch_number, "time": time.time(),
-                         **{field: result[field] for field in runs.QUALITY_FIELDS}},
-                        [("quality", runs.QUALITY_FIELDS)])
+                         **{field: result[field] for field in metrics.QUALITY_FIELDS}},
+                        [("quality", metrics.QUALITY_FIELDS)])
         pictures.save_quality_plot(self.run.quality_plot_path, self.log.rows,
                                    result["num_classes"])
 
@@ -651,7 +652,7 @@ def train_in(run, args, claim, engine, cluster):
         step, restored = restore_or_initialise(sess, run_graph, run, batches, args.seed, engine,
                                                run_options)
         claim.started()  # the run's own files follow: a failure from here on is not undone
-        log = runs.MetricsLog(run, step, resumed=restored is not None)
+        log = metrics.MetricsLog(run, step, resumed=restored is not None)
         closing.callback(log.close)
         run.write_config(settings)
         trainer = Trainer(args, sess, run_graph, run, log, dataset, batches, evaluation, step,

@@ -1,6 +1,7 @@
 """The run directory under faults: damaged and missing files of every kind, a second live process,
 writes that fail midway, a failing evaluation, many resumes and impossible flags. Each test checks
 the exit status, the one-line message, and that every file saved before is intact."""
+import csv
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ import pytest
 
 import evaluate
 import generate
+import metrics
 import classifiers
 import quality
 import runs
@@ -65,7 +67,8 @@ def checkpoint_steps(run):
 
 
 def metric_steps(run):
-    return [int(row["step"]) for row in runs.RunDir(str(run)).read_metrics() if "d_loss" in row]
+    return [int(row["step"]) for row in metrics.read_metrics(runs.RunDir(str(run)).metrics_path)
+            if "d_loss" in row]
 
 
 # --- Damaged checkpoints ---------------------------------------------------------------------
@@ -263,7 +266,7 @@ def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_one(data_dir, 
 
 
 def test_a_full_disk_while_logging_is_one_line(data_dir, run, capsys, monkeypatch):
-    original = runs.MetricsLog.__init__
+    original = metrics.MetricsLog.__init__
 
     def open_then_fill(self, *args, **kwargs):
         original(self, *args, **kwargs)
@@ -278,9 +281,9 @@ def test_a_full_disk_while_logging_is_one_line(data_dir, run, capsys, monkeypatc
             def close(self):
                 pass
         self.file = FullDisk()
-        self.csv = runs.csv.DictWriter(self.file, runs.METRIC_FIELDS, extrasaction="ignore")
+        self.csv = csv.DictWriter(self.file, metrics.METRIC_FIELDS, extrasaction="ignore")
 
-    monkeypatch.setattr(runs.MetricsLog, "__init__", open_then_fill)
+    monkeypatch.setattr(metrics.MetricsLog, "__init__", open_then_fill)
     before = snapshot(run, skip={"metrics.csv", "config.json"})
     assert train.main(argv(data_dir, run, "--epochs", "3")) == 1
     line = one_error_line(capsys.readouterr().err)

@@ -13,6 +13,7 @@ import classifiers
 import data
 import evaluate
 import features
+import metrics
 import quality
 import runs
 import train
@@ -212,7 +213,8 @@ def test_a_labeled_folder_run_is_scored_during_and_after_training(tmp_path, quic
     assert "epoch 1 quality: classifier score" in out and "of at most 3 (real" in out
     assert "30 images of 16x16x1\n" in out  # decoded at 16, not resized from 32
     config = runs.RunDir(str(run)).read_config()
-    rows = [row for row in runs.RunDir(str(run)).read_metrics() if "classifier_score" in row]
+    rows = [row for row in metrics.read_metrics(str(run / "metrics.csv"))
+            if "classifier_score" in row]
     assert len(rows) == 1 and 1.0 <= rows[0]["classifier_score"] <= 3.0
     assert (run / "quality.png").is_file()
     assert (tmp_path / "data" / "classifiers" / f"folder-{config['data_fingerprint']}").is_dir()

@@ -13,6 +13,7 @@ import time
 import pytest
 
 import durable
+import metrics
 import runs
 import train
 from test_faults import assert_intact, checkpoint_steps, metric_steps, one_error_line, snapshot
@@ -252,15 +253,11 @@ def test_temporary_files_carry_their_writer(tmp_path):
 
 
 # --- metrics.csv ---------------------------------------------------------------------------------
-def read_rows(path):
-    return runs.RunDir(os.path.dirname(path)).read_metrics()
-
-
 def test_metrics_of_every_earlier_layout_are_read_with_their_types(tmp_path):
     first = (tmp_path / "first")
     first.mkdir()
     shutil.copyfile(FIRST_METRICS, first / "metrics.csv")
-    rows = runs.RunDir(str(first)).read_metrics()
+    rows = metrics.read_metrics(str(first / "metrics.csv"))
     assert [row["step"] for row in rows] == list(range(1, 9))  # written as 1.0 .. 4.0, then 5 ..
     assert all(type(row["step"]) is int and type(row["epoch"]) is int for row in rows)
     text = open(FIRST_METRICS).read().splitlines()
@@ -268,7 +265,7 @@ def test_metrics_of_every_earlier_layout_are_read_with_their_types(tmp_path):
     later = tmp_path / "later"
     later.mkdir()
     shutil.copyfile(QUALITY_METRICS, later / "metrics.csv")
-    rows = runs.RunDir(str(later)).read_metrics()
+    rows = metrics.read_metrics(str(later / "metrics.csv"))
     assert [(row["step"], "d_loss" in row, "classifier_score" in row) for row in rows] == [
         (2, True, False), (4, True, False), (4, False, True), (6, True, False), (8, True, False),
         (8, False, True)]
@@ -276,14 +273,14 @@ def test_metrics_of_every_earlier_layout_are_read_with_their_types(tmp_path):
 
 def test_resuming_a_first_version_run_keeps_its_metrics_history(data_dir, run, capsys):
     shutil.copyfile(FIRST_METRICS, run / "metrics.csv")
-    old = {row["step"]: row for row in read_rows(str(run / "metrics.csv"))}
+    old = {row["step"]: row for row in metrics.read_metrics(str(run / "metrics.csv"))}
     assert train.main(argv(data_dir, run, "--epochs", "3")) == 0
     assert "damaged" not in capsys.readouterr().out
-    rows = read_rows(str(run / "metrics.csv"))
+    rows = metrics.read_metrics(str(run / "metrics.csv"))
     assert [row["step"] for row in rows] == list(range(1, 13))
     assert {row["step"]: row for row in rows[:8]} == old  # values, every digit, and types
     lines = (run / "metrics.csv").read_text().splitlines()
-    assert lines[0] == ",".join(runs.METRIC_FIELDS)
+    assert lines[0] == ",".join(metrics.METRIC_FIELDS)
     assert lines[1].startswith("1,1,") and lines[5].startswith("5,2,")  # integers stay integers
 
 
@@ -298,13 +295,13 @@ def test_quotes_nuls_and_huge_lines_cost_only_themselves(data_dir, run, capsys):
     content = header + b"".join(rows[:2]) + b"".join(damaged) + b"".join(rows[2:]) \
         + b"\x00" * 200_000  # a zero-filled tail after a power cut, no newline
     (run / "metrics.csv").write_bytes(content)
-    good = read_rows(str(run / "metrics.csv"))
+    good = metrics.read_metrics(str(run / "metrics.csv"))
     assert [row["step"] for row in good] == list(range(1, 9))
     capsys.readouterr()
     assert train.main(argv(data_dir, run, "--epochs", "3")) == 0
     out = capsys.readouterr().out
     assert "skipped 6 damaged line(s) (line 4, 5, 6, 7, 8 and 1 more)" in out
     assert metric_steps(run) == list(range(1, 13))
-    assert read_rows(str(run / "metrics.csv"))[:8] == good
+    assert metrics.read_metrics(str(run / "metrics.csv"))[:8] == good
     aside = [name for name in os.listdir(run) if name.startswith("metrics.csv.damaged-")]
     assert len(aside) == 1 and (run / aside[0]).read_bytes() == content  # not one byte lost
