@@ -217,6 +217,7 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import claims  # noqa: E402
 import classifiers  # noqa: E402
 import convolutions  # noqa: E402
 import dcgan  # noqa: E402
@@ -593,7 +594,7 @@ def train(args):
         raise runs.RunError(str(error)) from None
     if engine.worker_index == 0:
         run = runs.RunDir(args.out)
-        with run.open_for_training(args.fresh) as claim:  # one writer per run directory
+        with claims.open_for_training(run, args.fresh) as claim:  # one writer per run directory
             run.check_resumable(dict(vars(args), splits=list(args.splits)), RESUME_KEYS,
                                 RESUME_DEFAULTS)
             train_in(run, args, claim, engine, cluster)
@@ -601,12 +602,12 @@ def train(args):
     # The other workers keep nothing: their run directory is a scratch folder, removed at exit.
     with tempfile.TemporaryDirectory(prefix=f"dcgan-worker{engine.worker_index}-") as scratch:
         run = runs.RunDir(scratch)
-        with run.open_for_training() as claim:
+        with claims.open_for_training(run) as claim:
             train_in(run, args, claim, engine, cluster)
 
 
 def train_in(run, args, claim, engine, cluster):
-    """Trains in a run directory this process holds the claim (runs.TrainingClaim) of."""
+    """Trains in a run directory this process holds the claim (claims.TrainingClaim) of."""
     dataset, batches = load_data(args)
     chief = engine.worker_index == 0
     if chief:
