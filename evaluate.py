@@ -37,6 +37,7 @@ import classifiers  # noqa: E402
 import data  # noqa: E402
 import devices  # noqa: E402
 import runs  # noqa: E402
+import sampling  # noqa: E402
 
 
 def evaluate_run(run, num, seed, checkpoint=None, raw=False):
@@ -52,7 +53,7 @@ def evaluate_run(run, num, seed, checkpoint=None, raw=False):
     else:
         dataset = data.load_dataset(name, data_dir, config.get("splits"), verify, download=False,
                                     image_size=size)  # as the run trained on
-    generated, checkpoint, generator = runs.sample_images(run, num, seed, checkpoint, raw)
+    generated, checkpoint, generator = sampling.sample_images(run, num, seed, checkpoint, raw)
     classifier, info = classifiers.dataset_classifier(dataset, config.get("images"), data_dir,
                                                       verify=verify)
     try:

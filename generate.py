@@ -75,6 +75,7 @@ import dcgan  # noqa: E402
 import devices  # noqa: E402
 import pictures  # noqa: E402
 import runs  # noqa: E402
+import sampling  # noqa: E402
 
 
 def walk_z(rng, rows, steps, points, z_dim):
@@ -113,7 +114,7 @@ def main(argv=None, args=None):
             raise runs.RunError(f"--num must be at most {MAX_NPZ_PIXELS // (size * size):,} for "
                                 f"this run's {size}x{size} images (float32 images are held in "
                                 f"memory while they are generated)")
-        samples = runs.sample_images(run, args.num, args.seed, args.checkpoint, args.raw, z)
+        samples = sampling.sample_images(run, args.num, args.seed, args.checkpoint, args.raw, z)
         write_images(args.out, samples.images, args.walk_steps if args.interpolate else None)
     except runs.RunError as error:
         print(f"error: {error}", file=sys.stderr)

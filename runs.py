@@ -1,7 +1,8 @@
 """The run directory: its layout, where each file lives, and the files train.py, generate.py and
 evaluate.py read or write in it (config.json, the checkpoints, evaluation.json, features.json);
-RunError, the one error type of this module and of those that stand on it (claims.py, which
-holds a run directory for training, and metrics.py for metrics.csv and TensorBoard).
+RunError, the one error type of this module and of those that stand on it: claims.py (holding a
+run directory for training), metrics.py (metrics.csv and TensorBoard) and sampling.py (sampling
+a run's checkpoint).
 
   .dcgan-run                  the marker: written first, it makes the folder a run directory
   .lock                       held by the one process that trains here (claims.py)
@@ -19,7 +20,6 @@ Every file is replaced atomically (durable.atomic_write), so a killed process le
 A folder is a run directory when it holds the marker, or the config.json of a run written before
 the marker existed (RunDir.is_run); claims.py trains only in one of those or in an empty folder.
 """
-import collections
 import fcntl
 import json
 import os
@@ -28,15 +28,11 @@ import shutil
 import tempfile
 import time
 
-import numpy as np
 import tensorflow as tf
 
 import data
-import dcgan
 import durable
 import hyperparameters
-
-tf1 = tf.compat.v1
 
 CHECKPOINT_PREFIX = "model"
 CHECKPOINTS_KEPT = 3
@@ -414,56 +410,6 @@ class RunDir:
         return {}
 
 
-Samples = collections.namedtuple("Samples", "images checkpoint generator")
-
-
 def image_size(config):
     """The image size of a run's settings (a run saved before the setting existed: 32)."""
     return config.get("image_size", hyperparameters.IMAGE_SIZE)
-
-
-def sample_images(run, num, seed, checkpoint=None, raw=False, z=None):
-    """Restores a generator of a RunDir's checkpoint (default: the newest that restores) and
-    samples it in inference mode: the averaged generator when the run keeps one (--g-ema) and
-    not `raw`, else the trained one.
-
-    Args:
-      run: the RunDir.
-      num: how many images, of z ~ U(-1, 1) drawn with `seed` (ignored when `z` is given).
-      seed: the seed of the z, and of the averaged generator's statistics batch.
-      checkpoint: a checkpoint prefix instead of the newest.
-      raw: the trained weights even where the run keeps an average.
-      z: float32 [n, z_dim] to sample instead of random z.
-
-    Returns:
-      Samples(float32 images in [-1, 1] of shape (n, N, N, C) (N the run's image size), the
-      checkpoint used, which
-      generator: 'averaged generator (decay D)' or 'trained generator').
-
-    Raises:
-      RunError: not a run directory, no checkpoint, damaged ones only, or one of another model.
-    """
-    config = run.read_config()
-    decay = config.get("g_ema", 0.0)
-    averaged = bool(decay) and not raw
-    graph = tf.Graph()
-    with graph.as_default():
-        tf1.set_random_seed(seed)  # the restore overwrites the initial weights; set for determinism
-        sampler = dcgan.build_sampler(config["output_dim"], config["z_dim"],
-                                      config.get("precision", "float32"), averaged=averaged,
-                                      image_size=image_size(config))
-        saver = tf1.train.Saver(sampler.variables)
-        init = tf1.global_variables_initializer()  # what the checkpoint does not hold
-    graph.finalize()
-    with tf1.Session(graph=graph, config=dcgan.session_config()) as sess:
-        sess.run(init)
-        restored = run.restore(sess, saver, sampler.variables, checkpoint)
-        if not restored:
-            raise RunError(f"{run.checkpoint_dir} holds no checkpoint yet; a run saves one after "
-                           f"its first epoch")
-        dcgan.prepare_sampler(sess, sampler, seed)
-        if z is None:
-            z = dcgan.draw_z(np.random.default_rng(seed), num, config["z_dim"])
-        images = dcgan.run_sampler(sess, sampler, z)
-    return Samples(images, restored,
-                   f"averaged generator (decay {decay})" if averaged else "trained generator")

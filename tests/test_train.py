@@ -19,6 +19,7 @@ import data
 import dcgan
 import generate
 import runs
+import sampling
 import train
 from test_data import write_svhn
 
@@ -282,7 +283,7 @@ def test_interpolation_walks_end_at_the_samples_of_their_z(data_dir, tmp_path, c
     images = np.load(walks)["images"].reshape(3, 5, 32, 32, 3)
     z = generate.walk_z(np.random.default_rng(2), 3, 5, 2, 100).reshape(3, 5, 100)
     ends = np.concatenate([z[:, 0], z[:, -1]])
-    alone = data.to_uint8(runs.sample_images(runs.RunDir(str(run)), 0, 2, z=ends).images)
+    alone = data.to_uint8(sampling.sample_images(runs.RunDir(str(run)), 0, 2, z=ends).images)
     np.testing.assert_array_equal(images[:, 0], alone[:3])
     np.testing.assert_array_equal(images[:, -1], alone[3:])
     np.testing.assert_allclose(z[:, 2], (z[:, 0] + z[:, -1]) / 2, atol=1e-6)  # a straight line
