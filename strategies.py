@@ -65,7 +65,11 @@ def make_engine(devices, cluster=None):
     resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
         spec, task_type=cluster.task_type, task_id=cluster.task_index, rpc_layer="grpc",
         num_accelerators={"GPU": devices} if gpus else None)
-    strategy = tf1.distribute.experimental.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    # Ring all-reduces, not NCCL: the v1 graph launches each step's many collectives in no fixed
+    # order, and NCCL's, which block their GPU stream, can then deadlock across workers.
+    strategy = tf1.distribute.experimental.MultiWorkerMirroredStrategy(
+        communication=tf.distribute.experimental.CommunicationImplementation.RING,
+        cluster_resolver=resolver)
     replicas = strategy.num_replicas_in_sync
     return Engine(strategy, None, 1, devices, replicas, cluster.worker_index, cluster.workers,
                   None, f"MultiWorkerMirroredStrategy, {cluster_lib.describe(cluster)}, "
@@ -96,8 +100,15 @@ def start_server(engine, cluster, config):
     if engine.target is not None:
         return engine, config
     config = engine.strategy.update_config_proto(config)
-    server = tf.distribute.Server(tf.train.ClusterSpec(cluster.spec), job_name=cluster.task_type,
-                                  task_index=cluster.task_index, config=config, start=True)
+    address = cluster.spec[cluster.task_type][cluster.task_index]
+    try:
+        server = tf.distribute.Server(tf.train.ClusterSpec(cluster.spec),
+                                      job_name=cluster.task_type, task_index=cluster.task_index,
+                                      config=config, start=True)
+    except tf.errors.OpError as error:
+        raise EngineError(f"cannot start this worker's server on port "
+                          f"{address.rpartition(':')[2]} ({address} in TF_CONFIG): "
+                          f"{error.message.strip()}; is another process using the port?") from None
     return engine._replace(target=server.target, server=server), config
 
 
@@ -126,16 +137,26 @@ def _portable(variable):
     return tf.cast(value, tf.float64) if value.dtype.is_integer else value
 
 
-def agreement_op(strategy, value):
-    """The sum over all replicas of `value` (a number below 2^40 that each worker computes from
-    its settings), by the strategy's all-reduce: it equals replicas x value on every worker
-    only if every worker computed the same value. Build it before anything else in the graph,
-    so it pairs up across workers even when their graphs differ after it, and run it first."""
-    def offered():
-        return tf.constant(float(value), tf.float64)
-
+def replica_sum(strategy, value):
+    """The sum over all replicas of every worker of `value()` (a float64 tensor each replica
+    builds), by the strategy's all-reduce: every worker gets the same total."""
     with strategy.scope():
         offers = strategy.extended.call_for_each_replica(
-            tf.autograph.experimental.do_not_convert(offered))
+            tf.autograph.experimental.do_not_convert(value))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, offers, axis=None)
 
+
+def agreement_op(strategy, values):
+    """The replica sum of `values` (numbers below 2^40 that each worker computes from what it
+    must share with the others): it equals replicas x values on every worker only if every
+    worker computed the same. Build it before anything else in the graph, so it pairs up across
+    workers even when their graphs differ after it, and run it first."""
+    return replica_sum(strategy, lambda: tf.constant([float(value) for value in values],
+                                                      tf.float64))
+
+
+def vote_op(strategy):
+    """(placeholder, total): each worker feeds 1.0 to ask for a stop, 0.0 otherwise; run with the
+    training step, the total is the same on every worker, so all stop after the same step."""
+    request = tf1.placeholder_with_default(tf.constant(0.0, tf.float64), [], name="stop_request")
+    return request, replica_sum(strategy, lambda: tf.identity(request))

@@ -14,6 +14,7 @@ import signal
 import struct
 import sys
 import tempfile
+import threading
 import time
 
 import cluster as cluster_lib  # plain Python, like the five below: the flags are parsed
@@ -312,35 +313,44 @@ def load_evaluation(args, dataset):
 
 RunGraph = collections.namedtuple(
     "RunGraph", "graph model fixed_z epoch batch_index position save_position saver checkpointed "
-                "init chief_values agreement agreed_hash")
-# What every worker must agree on: what the step computes, the data it reads and how long it
-# trains (a worker that stops early leaves the others waiting). A folder's path may differ from
-# machine to machine; its fingerprint may not.
-AGREED_SETTINGS = (*(key for key in RESUME_KEYS if key != "images"), "g_steps", "lr", "beta1", "alpha", "smooth", "precision",
-                   "sync_batch_norm", "devices", "epochs", "max_steps")
+                "init chief_values agreement agreed stop_request stop_votes")
+# What every worker must agree on: what the step computes and how long it trains (a worker that
+# stops early leaves the others waiting), and the data. A folder's path may differ from machine
+# to machine, and so may its files' times (a copy), so the data is compared by its pixels.
+AGREED_SETTINGS = (*(key for key in RESUME_KEYS if key not in ("images",)), "g_steps", "lr",
+                   "beta1", "alpha", "smooth", "precision", "sync_batch_norm", "devices",
+                   "epochs", "max_steps")
 AGREED_FLAGS = ", ".join("--" + key.replace("_", "-") for key in AGREED_SETTINGS)
+DATA_SAMPLE_ROWS = 64  # images whose pixels stand for the data's in the workers' comparison
 
 
-def agreed_settings_hash(args, dataset):
-    """A 40-bit number of the settings every worker must share (AGREED_SETTINGS and the data's
-    size and fingerprint), exact in the float64 the strategy sums it as."""
-    agreed = {key: getattr(args, key) for key in AGREED_SETTINGS}
-    agreed.update(splits=list(args.splits), num_images=len(dataset.images),
-                  fingerprint=dataset.fingerprint, shape=list(dataset.images.shape[1:]))
-    digest = hashlib.sha256(json.dumps(agreed, sort_keys=True, default=str).encode()).hexdigest()
-    return int(digest[:10], 16)
+def agreed_numbers(args, dataset):
+    """Two 40-bit numbers every worker must share, exact in the float64 the strategy sums them
+    as: one of the settings (AGREED_SETTINGS), one of the data (its shape and the pixels of
+    DATA_SAMPLE_ROWS images spread over it; reading them costs milliseconds, even memory-mapped)."""
+    def number(value):
+        return int(hashlib.sha256(value).hexdigest()[:10], 16)
+
+    settings = {key: getattr(args, key) for key in AGREED_SETTINGS}
+    settings["splits"] = list(args.splits)
+    rows = np.unique(np.linspace(0, len(dataset.images) - 1, DATA_SAMPLE_ROWS).astype(int))
+    data_identity = json.dumps(list(dataset.images.shape)).encode() + \
+        np.ascontiguousarray(dataset.images[rows]).tobytes()
+    return (number(json.dumps(settings, sort_keys=True, default=str).encode()),
+            number(data_identity))
 
 
-def build_graph(args, output_dim, engine, settings_hash=0):
+def build_graph(args, output_dim, engine, agreed=(0, 0)):
     """The training graph plus what a checkpoint holds besides the networks: the fixed sample z
     and the position in the data (epoch, next batch). With several workers, also the op that
-    checks that all were started with the same settings, built first, and the one that gives
-    every worker the chief's values (strategies.agreement_op, chief_values_op)."""
+    checks that all were started with the same settings and data (built first), the one that
+    gives every worker the chief's values, and the stop vote run with each step
+    (strategies.agreement_op, chief_values_op, vote_op)."""
     graph = tf.Graph()
     with graph.as_default():
         tf1.set_random_seed(args.seed)
-        agreement = strategies.agreement_op(engine.strategy, settings_hash) \
-            if engine.workers > 1 else None
+        several = engine.workers > 1
+        agreement = strategies.agreement_op(engine.strategy, agreed) if several else None
         model = dcgan.build_model(
             output_dim, z_dim=args.z_dim, g_steps=args.g_steps, learning_rate=args.lr,
             beta1=args.beta1, alpha=args.alpha, smooth=args.smooth, precision=args.precision,
@@ -361,10 +371,13 @@ def build_graph(args, output_dim, engine, settings_hash=0):
         saver = tf1.train.Saver(checkpointed, max_to_keep=None)  # RunDir keeps the newest few
         init = tf1.global_variables_initializer()
         chief_values = strategies.chief_values_op(engine.strategy, checkpointed) \
-            if engine.workers > 1 else None
+            if several else None
+        stop_request, stop_votes = strategies.vote_op(engine.strategy) if several else (None,
+                                                                                         None)
     graph.finalize()  # nothing may add ops in the loop (a classic TF1 slow-down)
     return RunGraph(graph, model, fixed_z, epoch, batch_index, position, save_position, saver,
-                    checkpointed, init, chief_values, agreement, settings_hash)
+                    checkpointed, init, chief_values, agreement, agreed, stop_request,
+                    stop_votes)
 
 
 def restore_or_initialise(sess, run_graph, run, batches, seed, engine, run_options=None):
@@ -395,13 +408,18 @@ def restore_or_initialise(sess, run_graph, run, batches, seed, engine, run_optio
 
 
 def check_agreement(sess, run_graph, engine, run_options):
-    """Every worker refuses to train unless all were started with the same settings."""
-    total = sess.run(run_graph.agreement, options=run_options)
-    if total != engine.replicas * run_graph.agreed_hash:
-        raise runs.RunError(
-            f"worker {engine.worker_index + 1} of {engine.workers}: the workers were started "
-            f"with different settings or data (the flags {AGREED_FLAGS} and the dataset must be "
-            f"the same on all); start every worker with the same command")
+    """Every worker refuses to train unless all were started with the same settings and data."""
+    settings_total, data_total = sess.run(run_graph.agreement, options=run_options)
+    settings_number, data_number = run_graph.agreed
+    worker = f"worker {engine.worker_index + 1} of {engine.workers}"
+    if settings_total != engine.replicas * settings_number:
+        raise runs.RunError(f"{worker}: the workers were started with different settings (the "
+                            f"flags {AGREED_FLAGS} must be the same on all); start every worker "
+                            f"with the same command")
+    if data_total != engine.replicas * data_number:
+        raise runs.RunError(f"{worker}: the workers read different data (the same dataset, "
+                            f"the same images in the same order, must be under every worker's "
+                            f"--data-dir or --images)")
 
 
 # --- The loop --------------------------------------------------------------------------------
@@ -418,9 +436,10 @@ class Trainer:
     """The training loop's state (session, step, data position, logs) and its steps."""
 
     def __init__(self, args, sess, run_graph, run, log, dataset, batches, evaluation, step,
-                 engine, run_options=None):
+                 engine, run_options=None, watchdog=None):
         self.args, self.sess, self.run_graph, self.run, self.log = args, sess, run_graph, run, log
         self.engine, self.run_options = engine, run_options
+        self.watching = watchdog.watching if watchdog else contextlib.nullcontext
         self.chief = engine.worker_index == 0  # the only worker whose files are kept
         self.model = run_graph.model
         self.dataset, self.batches, self.evaluation, self.step = dataset, batches, evaluation, step
@@ -429,19 +448,25 @@ class Trainer:
             else self.model.sampler
         self.sampler_name = "averaged G" if self.sampler is self.model.averaged else None
         self.gif_frames = {}  # the progress GIF's frames, converted once
+        self.stop_votes = 0.0  # with several workers: how many asked to stop at the last step
         self.traced = False
         self.window_start, self.window_steps = time.perf_counter(), 0
 
-    def run_step(self, indices):
+    def run_step(self, indices, stop_wanted=False):
         """One training step; returns ((d_loss, g_loss, d_real, d_fake), seconds in sess.run).
-        The first step is traced to log where its ops ran."""
+        The first step is traced to log where its ops ran. With several workers the step also
+        counts the workers that want to stop (`stop_wanted`: a signal here): self.stop_votes."""
         fetches = [self.model.train_step, self.model.d_loss, self.model.g_loss,
                    self.model.d_real, self.model.d_fake]
         feed = dcgan.step_feed(self.model, self.dataset.images, indices, self.args.seed,
                                self.step, self.engine.worker_index, self.engine.workers)
+        if self.run_graph.stop_votes is not None:
+            fetches.append(self.run_graph.stop_votes)
+            feed[self.run_graph.stop_request] = 1.0 if stop_wanted else 0.0
         start = time.perf_counter()
         if self.traced:
-            values = self.sess.run(fetches, feed, self.run_options)
+            with self.watching():
+                values = self.sess.run(fetches, feed, self.run_options)
         else:
             run_metadata, traced = tf1.RunMetadata(), tf1.RunOptions()
             if self.run_options:
@@ -449,13 +474,23 @@ class Trainer:
             # A session of a tf.distribute server returns step statistics only for a full trace.
             traced.trace_level = tf1.RunOptions.FULL_TRACE if self.engine.server else \
                 tf1.RunOptions.SOFTWARE_TRACE
-            values = self.sess.run(fetches, feed, traced, run_metadata)
+            with self.watching():
+                values = self.sess.run(fetches, feed, traced, run_metadata)
             print(f"first step ran on: {devices.placement_summary(run_metadata)}; convolutions: "
                   f"{convolutions.describe(self.model.implementation)}", flush=True)
             self.traced = True
         seconds = time.perf_counter() - start
+        if self.run_graph.stop_votes is not None:
+            self.stop_votes = float(values.pop())
         self.step = int(values[0])
         return tuple(float(value) for value in values[1:]), seconds
+
+    def stopping(self, interrupt):
+        """Whether to stop after this step for a signal: here, or with several workers, once any
+        worker asked (all learn it in the same step, so all stop after it together)."""
+        if self.run_graph.stop_votes is None:
+            return interrupt.signal_name is not None
+        return self.stop_votes > 0
 
     def check_finite(self, d_loss, g_loss):
         if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
@@ -489,7 +524,8 @@ class Trainer:
         steps, step_seconds = 0, 0.0
         with bar:
             for indices in self.batches.epoch_batches():
-                (d_loss, g_loss, d_real, d_fake), seconds = self.run_step(indices)
+                (d_loss, g_loss, d_real, d_fake), seconds = self.run_step(
+                    indices, interrupt.signal_name is not None)
                 steps += 1
                 step_seconds += seconds
                 self.window_steps += 1
@@ -498,7 +534,7 @@ class Trainer:
                 self.check_finite(d_loss, g_loss)
                 if self.step % self.args.log_every == 0:
                     self.record_losses(epoch_number, d_loss, g_loss, d_real, d_fake)
-                if interrupt.signal_name or self.should_stop():
+                if self.stopping(interrupt) or self.should_stop():
                     break
         self.batches.finish_epoch_if_done()  # a stop on an epoch's last batch ends the epoch
         return steps, step_seconds
@@ -561,16 +597,18 @@ class Trainer:
                 epoch_number = self.batches.epoch + 1
                 epoch_start = time.perf_counter()
                 steps, step_seconds = self.train_epoch(interrupt)
-                if interrupt.signal_name:
+                if self.stopping(interrupt):
+                    why = interrupt.signal_name or "another worker's signal"
                     if not self.chief:
-                        raise runs.RunError(f"{interrupt.signal_name}: stopped at step "
-                                            f"{self.step}; the chief keeps the checkpoints",
+                        raise runs.RunError(f"{why}: every worker stopped at step {self.step}, "
+                                            f"and the chief saved a checkpoint; start every "
+                                            f"worker again with the same command to resume",
                                             EXIT_INTERRUPTED)
                     self.save_checkpoint()
                     self.log.flush()
-                    raise runs.RunError(f"{interrupt.signal_name}: saved a checkpoint at step "
-                                        f"{self.step}; run the same command to resume",
-                                        EXIT_INTERRUPTED)
+                    others = ", and so did every worker" if self.engine.workers > 1 else ""
+                    raise runs.RunError(f"{why}: saved a checkpoint at step {self.step}{others}; "
+                                        f"run the same command to resume", EXIT_INTERRUPTED)
                 self.end_epoch(epoch_number)
                 self.report_epoch(epoch_number, epoch_start, steps, step_seconds)
 
@@ -635,29 +673,37 @@ def train_in(run, args, claim, engine, cluster):
     print("\n".join(["settings (config.json keeps them all):",
                      *options.settings_lines(build_parser(), args, derived)]))
     print(f"device: {devices.describe_device()}; precision {args.precision}; seed {args.seed}")
-    run_graph = build_graph(args, output_dim, engine, agreed_settings_hash(args, dataset))
+    run_graph = build_graph(args, output_dim, engine, agreed_numbers(args, dataset))
     inter_op_threads = args.inter_op_threads
     if engine.workers > 1:  # a worker's collectives wait on the others' with threads of their own
         inter_op_threads = max(inter_op_threads or os.cpu_count(), MIN_WORKER_INTER_OP_THREADS)
     config = dcgan.session_config(args.intra_op_threads, inter_op_threads, engine.cpu_devices)
-    engine, config = strategies.start_server(engine, cluster, config)
+    try:
+        engine, config = strategies.start_server(engine, cluster, config)
+    except strategies.EngineError as error:
+        raise runs.RunError(str(error)) from None
     run_options = tf1.RunOptions(timeout_in_ms=args.worker_timeout * 1000) \
         if engine.workers > 1 else None
-    with tf1.Session(engine.target, graph=run_graph.graph, config=config) as sess, \
-            contextlib.ExitStack() as closing, worker_failures(engine, run, args):
+    progress = {"started": False}  # what worker_failure says depends on it
+    watchdog = Watchdog(engine, run, args, progress)
+    with worker_failures(engine, run, args, progress), \
+            tf1.Session(engine.target, graph=run_graph.graph, config=config) as sess, \
+            contextlib.ExitStack() as closing:
         if evaluation:
             closing.callback(evaluation.classifier.close)
         if engine.workers > 1:
             print(f"waiting for the other workers (TF_CONFIG lists {engine.workers}; "
                   f"--worker-timeout {args.worker_timeout} s)", flush=True)
-        step, restored = restore_or_initialise(sess, run_graph, run, batches, args.seed, engine,
-                                               run_options)
+        with watchdog.watching():
+            step, restored = restore_or_initialise(sess, run_graph, run, batches, args.seed,
+                                                   engine, run_options)
+        progress["started"] = True
         claim.started()  # the run's own files follow: a failure from here on is not undone
         log = metrics.MetricsLog(run, step, resumed=restored is not None)
         closing.callback(log.close)
         run.write_config(settings)
         trainer = Trainer(args, sess, run_graph, run, log, dataset, batches, evaluation, step,
-                          engine, run_options)
+                          engine, run_options, watchdog)
         trainer.train()
     where = args.out if chief else "kept by the chief"
     print(f"done: {options.plural(trainer.step, 'step')}, "
@@ -665,30 +711,78 @@ def train_in(run, args, claim, engine, cluster):
 
 
 MIN_WORKER_INTER_OP_THREADS = 4
-# What a session call raises when another worker is gone: it timed out, its connection closed,
-# or the collective was aborted.
+# What a session call raises when another worker is gone or the cluster failed: it timed out,
+# its connection closed, the collective was aborted, or gRPC reported an error of its own.
 WORKER_FAILURES = (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
-                   tf.errors.AbortedError, tf.errors.CancelledError)
+                   tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.InternalError,
+                   tf.errors.UnknownError)
+
+
+def worker_failure(engine, run, started, what):
+    """The one line a worker ends with when the others stopped answering: `what` happened,
+    before training `started` (a worker not started yet, or one that refused to start) or
+    during it (and then where to resume from)."""
+    worker = f"worker {engine.worker_index + 1} of {engine.workers}"
+    if not started:
+        return (f"{worker}: the other workers did not all join ({what}). Start every worker "
+                f"TF_CONFIG lists, with the same command; one that refused to start says why "
+                f"in its own output.")
+    kept = run.newest_checkpoint() if engine.worker_index == 0 else None
+    resume = f"the last checkpoint is {kept}" if kept else \
+        "the chief keeps the checkpoints" if engine.worker_index else "no checkpoint yet"
+    return (f"{worker}: the other workers stopped answering ({what}); {resume}. Start every "
+            f"worker again with the same command to resume.")
 
 
 @contextlib.contextmanager
-def worker_failures(engine, run, args):
+def worker_failures(engine, run, args, progress):
     """With several workers: a worker that stopped answering ends this one with one line
-    (what happened and how to resume) instead of a traceback or a hang."""
+    (worker_failure) instead of a traceback."""
     try:
         yield
     except WORKER_FAILURES as error:
         if engine.workers == 1:
             raise
-        kept = run.newest_checkpoint() if engine.worker_index == 0 else None
-        resume = f"the last checkpoint is {kept}" if kept else \
-            "the chief keeps the checkpoints" if engine.worker_index else "no checkpoint yet"
-        first_line = (error.message or type(error).__name__).strip().splitlines()[0][:200]
-        raise runs.RunError(
-            f"worker {engine.worker_index + 1} of {engine.workers}: the other workers stopped "
-            f"answering ({type(error).__name__} after at most --worker-timeout "
-            f"{args.worker_timeout} s: {first_line}); {resume}. Start every worker again with "
-            f"the same command to resume.") from None
+        waited = f" after --worker-timeout {args.worker_timeout} s" \
+            if isinstance(error, tf.errors.DeadlineExceededError) else ""
+        raise runs.RunError(worker_failure(
+            engine, run, progress["started"],
+            f"{type(error).__name__}{waited}: {runs.cause(error)[:200]}")) from None
+
+
+WATCHDOG_MARGIN = 10  # seconds past --worker-timeout before the watchdog ends the process
+
+
+class Watchdog:
+    """With several workers: ends this process with worker_failure's line when a session call
+    that waits on the others outlives --worker-timeout by WATCHDOG_MARGIN. Some waits do not
+    obey the call's own timeout: gRPC retries reaching a worker that never started for ever.
+    Only calls that wait on other workers are watched, never a checkpoint being written."""
+
+    def __init__(self, engine, run, args, progress):
+        self.engine, self.run, self.args, self.progress = engine, run, args, progress
+        self.deadline = None
+        if engine.workers > 1:
+            threading.Thread(target=self._watch, name="watchdog", daemon=True).start()
+
+    @contextlib.contextmanager
+    def watching(self):
+        self.deadline = time.monotonic() + self.args.worker_timeout + WATCHDOG_MARGIN
+        try:
+            yield
+        finally:
+            self.deadline = None
+
+    def _watch(self):
+        while True:
+            time.sleep(1.0)
+            deadline = self.deadline
+            if deadline is not None and time.monotonic() > deadline:
+                line = worker_failure(self.engine, self.run, self.progress["started"],
+                                      f"no answer for {self.args.worker_timeout + WATCHDOG_MARGIN}"
+                                      f" s")
+                print(f"error: {line}", file=sys.stderr, flush=True)
+                os._exit(runs.EXIT_ERROR)  # the main thread is stuck inside TensorFlow
 
 
 def main(argv=None, args=None):
@@ -707,4 +801,11 @@ def main(argv=None, args=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main(args=ARGS))
+    EXIT_CODE = main(args=ARGS)
+    if cluster_lib.from_environment():
+        # Everything is saved and closed; the gRPC server's teardown would only add log lines
+        # after the last one (and can wait on workers that are gone).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_CODE)
+    sys.exit(EXIT_CODE)

@@ -17,6 +17,7 @@ import pytest
 import cluster
 import train
 from test_replicas import assert_matches_one_device, train_steps
+from test_data import write_svhn
 from test_train import args, checkpoint_values
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,16 +133,108 @@ def test_two_workers_train_one_run_directory_and_resume_together(data_dir, tmp_p
     assert not elsewhere.exists()
 
 
-def test_workers_started_with_different_settings_refuse_to_train(data_dir, tmp_path):
-    environments = worker_environments(tmp_path)
+@pytest.mark.parametrize("differs, message", [
+    ("settings", "the workers were started with different settings"),
+    ("data", "the workers read different data"),
+])
+def test_workers_started_with_other_settings_or_data_refuse_to_train(differs, message, data_dir,
+                                                                     tmp_path):
+    """--g-steps changes the graph after the agreement op, which must pair up all the same."""
+    other_data = data_dir
+    if differs == "data":  # the same sizes, other pixels
+        other_data = str(tmp_path / "other-data")
+        write_svhn(os.path.join(other_data, "svhn", "train_32x32.mat"), 40, seed=11)
+        write_svhn(os.path.join(other_data, "svhn", "test_32x32.mat"), 24, seed=12)
+    extra = ("--g-steps", "1") if differs == "settings" else ()
     commands = [train_command(data_dir, tmp_path / "run", "--epochs", "1"),
-                train_command(data_dir, tmp_path / "run", "--epochs", "1", "--seed", "7")]
-    for code, output in run_together(commands, environments, tmp_path, "disagree"):
+                train_command(other_data, tmp_path / "run", "--epochs", "1", *extra)]
+    for code, output in run_together(commands, worker_environments(tmp_path), tmp_path,
+                                     differs):
         assert code == 1, output[-3000:]
         last = output.strip().splitlines()[-1]
-        assert "the workers were started with different settings or data" in last, last
+        assert message in last, last
         assert "Traceback" not in output
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_worker_that_cannot_start_leaves_the_others_one_line(data_dir, tmp_path):
+    """The chief refuses its --out (not a run directory); the other worker waits for it no
+    longer than --worker-timeout and says what to look at."""
+    foreign = tmp_path / "not-a-run"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    commands = [train_command(data_dir, foreign, "--epochs", "1"),
+                train_command(data_dir, tmp_path / "run", "--epochs", "1")]
+    (chief_code, chief_output), (code, output) = run_together(
+        commands, worker_environments(tmp_path), tmp_path, "no-chief")
+    assert chief_code == 1 and "Traceback" not in chief_output
+    assert code == 1, output[-3000:]
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("error: worker 2 of 2: the other workers did not all join"), last
+    assert "one that refused to start says why in its own output" in last
+    assert "Traceback" not in output
+    assert sorted(os.listdir(foreign)) == ["notes.txt"]
+
+
+def test_a_signal_to_one_worker_stops_every_worker_after_the_same_step(data_dir, tmp_path):
+    environments = worker_environments(tmp_path)
+    run = tmp_path / "run"
+    logs = [open(tmp_path / f"term-{index}.log", "w+") for index in range(2)]
+    processes = [start(train_command(data_dir, run, "--epochs", "1000"), environment, log)
+                 for environment, log in zip(environments, logs)]
+    try:
+        wait_for(run / "checkpoints" / "model-4.index", processes[0])
+        processes[1].send_signal(signal.SIGTERM)  # the worker that keeps no checkpoints
+        codes = [process.wait(timeout=LIMIT) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    outputs = []
+    for log in logs:
+        log.seek(0)
+        outputs.append(log.read())
+    assert codes == [130, 130], outputs
+    chief_last, other_last = (output.strip().splitlines()[-1] for output in outputs)
+    step = int(re.search(r"saved a checkpoint at step (\d+), and so did every worker",
+                         chief_last).group(1))
+    assert chief_last.startswith("another worker's signal: ")
+    assert other_last.startswith(f"SIGTERM: every worker stopped at step {step}, and the chief "
+                                 f"saved a checkpoint")
+    assert checkpoint_values(run)["global_step"] == step  # saved mid-epoch, nothing lost
+    assert train.main(args(data_dir, run, "--max-steps", str(step + 1))) == 0
+    assert checkpoint_values(run)["global_step"] == step + 1
+
+
+def test_a_stalled_worker_ends_the_other_after_the_timeout(data_dir, tmp_path):
+    """SIGSTOP keeps the worker's sockets open: only --worker-timeout can end the wait."""
+    environments = worker_environments(tmp_path)
+    run = tmp_path / "run"
+    logs = [open(tmp_path / f"stop-{index}.log", "w+") for index in range(2)]
+    command = train_command(data_dir, run, "--epochs", "1000")
+    command[command.index("--worker-timeout") + 1] = "10"
+    processes = [start(command, environment, log)
+                 for environment, log in zip(environments, logs)]
+    try:
+        wait_for(run / "checkpoints" / "model-4.index", processes[0])
+        processes[1].send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        code = processes[0].wait(timeout=LIMIT)
+        waited = time.monotonic() - stopped
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    logs[0].seek(0)
+    output = logs[0].read()
+    assert code == 1, output[-3000:]
+    last = output.strip().splitlines()[-1]
+    # TensorFlow's own deadline, or the watchdog 10 s later if the wait does not obey it.
+    assert re.match(r"error: worker 1 of 2: the other workers stopped answering "
+                    r"\((DeadlineExceededError after --worker-timeout 10 s|no answer for 20 s)",
+                    last), last
+    assert waited >= 10  # it waited the timeout out (a lower bound, not a timing test)
+    assert "the last checkpoint is" in last
 
 
 def wait_for(path, process, seconds=LIMIT):
