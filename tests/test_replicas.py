@@ -166,8 +166,12 @@ def test_a_checkpoint_moves_between_device_counts(data_dir, tmp_path, capsys):
     variables, and training goes on from the saved step."""
     two_first, one_first = tmp_path / "two-first", tmp_path / "one-first"
     assert train.main(args(data_dir, two_first, "--epochs", "1", "--devices", "2")) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "MirroredStrategy over 2 logical CPU devices" in out and "8 images each" in out
+    assert "warning:" not in captured.err  # the grid, GIF and plot were made (optional_work)
+    for name in ("samples/epoch_0001.png", "samples/progress.gif", "losses.png"):
+        assert (two_first / name).is_file(), name
     assert "device:CPU:0" in out and "device:CPU:1" in out  # the first step ran on both
     assert train.main(args(data_dir, one_first, "--epochs", "1")) == 0
     assert set(checkpoint_values(two_first)) == set(checkpoint_values(one_first))
