@@ -52,13 +52,20 @@ def start(command, environment, log):
                             stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
-def run_together(commands, environments, tmp_path, name):
-    """Runs one command per worker at once; returns [(exit code, output)]."""
+def run_together(commands, environments, tmp_path, name, signal_after=None, waited=None):
+    """Runs one command per worker at once. With `signal_after` = (checkpoint, worker, signal),
+    sends the signal to that worker once the checkpoint exists. Waits for the workers listed in
+    `waited` (default all) and kills the rest; returns [(exit code or None, output)]."""
     logs = [open(tmp_path / f"{name}-{index}.log", "w+") for index in range(len(commands))]
     processes = [start(command, environment, log)
                  for command, environment, log in zip(commands, environments, logs)]
     try:
-        codes = [process.wait(timeout=LIMIT) for process in processes]
+        if signal_after:
+            checkpoint, worker, signal_number = signal_after
+            wait_for(checkpoint, processes[0])
+            processes[worker].send_signal(signal_number)
+        codes = [process.wait(timeout=LIMIT) if index in (waited or range(len(processes)))
+                 else None for index, process in enumerate(processes)]
     finally:
         for process in processes:
             if process.poll() is None:
@@ -176,26 +183,22 @@ def test_a_worker_that_cannot_start_leaves_the_others_one_line(data_dir, tmp_pat
     assert sorted(os.listdir(foreign)) == ["notes.txt"]
 
 
-def test_a_signal_to_one_worker_stops_every_worker_after_the_same_step(data_dir, tmp_path):
-    environments = worker_environments(tmp_path)
+def signalled_run(data_dir, tmp_path, worker, signal_number, *extra, waited=None):
+    """Two workers training for long; `signal_number` to `worker` once the first checkpoint is
+    written. Returns the run directory and [(exit code or None, output)]."""
     run = tmp_path / "run"
-    logs = [open(tmp_path / f"term-{index}.log", "w+") for index in range(2)]
-    processes = [start(train_command(data_dir, run, "--epochs", "1000"), environment, log)
-                 for environment, log in zip(environments, logs)]
-    try:
-        wait_for(run / "checkpoints" / "model-4.index", processes[0])
-        processes[1].send_signal(signal.SIGTERM)  # the worker that keeps no checkpoints
-        codes = [process.wait(timeout=LIMIT) for process in processes]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-    outputs = []
-    for log in logs:
-        log.seek(0)
-        outputs.append(log.read())
-    assert codes == [130, 130], outputs
-    chief_last, other_last = (output.strip().splitlines()[-1] for output in outputs)
+    command = train_command(data_dir, run, "--epochs", "1000", *extra)
+    results = run_together([command, command], worker_environments(tmp_path), tmp_path,
+                           "signalled", (run / "checkpoints" / "model-4.index", worker,
+                                         signal_number), waited)
+    return run, results
+
+
+def test_a_signal_to_one_worker_stops_every_worker_after_the_same_step(data_dir, tmp_path):
+    # SIGTERM to the worker that keeps no checkpoints.
+    run, results = signalled_run(data_dir, tmp_path, 1, signal.SIGTERM)
+    assert [code for code, _ in results] == [130, 130], results
+    chief_last, other_last = (output.strip().splitlines()[-1] for _, output in results)
     step = int(re.search(r"saved a checkpoint at step (\d+), and so did every worker",
                          chief_last).group(1))
     assert chief_last.startswith("another worker's signal: ")
@@ -208,32 +211,14 @@ def test_a_signal_to_one_worker_stops_every_worker_after_the_same_step(data_dir,
 
 def test_a_stalled_worker_ends_the_other_after_the_timeout(data_dir, tmp_path):
     """SIGSTOP keeps the worker's sockets open: only --worker-timeout can end the wait."""
-    environments = worker_environments(tmp_path)
-    run = tmp_path / "run"
-    logs = [open(tmp_path / f"stop-{index}.log", "w+") for index in range(2)]
-    command = train_command(data_dir, run, "--epochs", "1000")
-    command[command.index("--worker-timeout") + 1] = "10"
-    processes = [start(command, environment, log)
-                 for environment, log in zip(environments, logs)]
-    try:
-        wait_for(run / "checkpoints" / "model-4.index", processes[0])
-        processes[1].send_signal(signal.SIGSTOP)
-        stopped = time.monotonic()
-        code = processes[0].wait(timeout=LIMIT)
-        waited = time.monotonic() - stopped
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-    logs[0].seek(0)
-    output = logs[0].read()
+    _, [(code, output), _] = signalled_run(data_dir, tmp_path, 1, signal.SIGSTOP,
+                                           "--worker-timeout", "10", waited=[0])
     assert code == 1, output[-3000:]
     last = output.strip().splitlines()[-1]
     # TensorFlow's own deadline, or the watchdog 10 s later if the wait does not obey it.
     assert re.match(r"error: worker 1 of 2: the other workers stopped answering "
                     r"\((DeadlineExceededError after --worker-timeout 10 s|no answer for 20 s)",
                     last), last
-    assert waited >= 10  # it waited the timeout out (a lower bound, not a timing test)
     assert "the last checkpoint is" in last
 
 
@@ -247,22 +232,9 @@ def wait_for(path, process, seconds=LIMIT):
 
 @pytest.mark.parametrize("killed", [1, 0], ids=["other-worker-killed", "chief-killed"])
 def test_a_killed_worker_ends_the_other_with_one_line(killed, data_dir, tmp_path):
-    environments = worker_environments(tmp_path)
-    run = tmp_path / "run"
-    logs = [open(tmp_path / f"kill-{index}.log", "w+") for index in range(2)]
-    processes = [start(train_command(data_dir, run, "--epochs", "1000"), environment, log)
-                 for environment, log in zip(environments, logs)]
-    try:
-        wait_for(run / "checkpoints" / "model-4.index", processes[0])
-        processes[killed].send_signal(signal.SIGKILL)
-        survivor = processes[1 - killed]
-        code = survivor.wait(timeout=LIMIT)
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-    logs[1 - killed].seek(0)
-    output = logs[1 - killed].read()
+    run, results = signalled_run(data_dir, tmp_path, killed, signal.SIGKILL,
+                                 waited=[1 - killed])
+    code, output = results[1 - killed]
     assert code == 1, output[-3000:]
     last = output.strip().splitlines()[-1]
     assert last.startswith(f"error: worker {2 - killed} of 2: the other workers stopped "
