@@ -8,7 +8,9 @@ A labeled folder of the user's pictures (its sub-folders are the classes, K >= 2
 classifier of its own with K outputs, cached under <data-dir>/classifiers/folder-<fingerprint>/,
 so a changed folder (or other decoding settings) trains a new one. It trains on four fifths of
 each class and is measured on the fifth held out (folder_split: a fixed seed, so the same folder
-gives the same split), and must reach required_accuracy(K): halfway between chance and perfect.
+gives the same split) -- of a large folder, on at most the 99,200 images its 775 steps of 128 use
+and as many held out (stratified_draw) --, and must reach required_accuracy(K): halfway between
+chance and perfect.
 """
 import json
 import math
@@ -46,8 +48,11 @@ FOLDER_HELDOUT_FRACTION = 0.2
 FOLDER_SPLIT_SEED = 1234
 MIN_CLASS_IMAGES = 2  # one to train on, one to hold out
 # As many Adam steps as the mnist-sample classifier takes (25 epochs of 4,000 // 128 = 31
-# batches), and at least one pass over the folder: a folder of the 5,000 digits trains like it.
+# batches), and at least one pass over the images it draws: a folder of the 5,000 digits trains
+# like it.
 FOLDER_CLASSIFIER_STEPS = 775
+# The seed of stratified_draw: which images of each side of a large folder's split are read.
+FOLDER_DRAW_SEED = 4321
 
 
 def _classifier_graph(channels, num_classes):
@@ -106,8 +111,9 @@ class Classifier:
         self.session = tf1.Session(graph=self.graph, config=dcgan.session_config())
         self.session.run(init)
 
-    def fit(self, images, labels, epochs, batch_size=TRAIN_BATCH, seed=0, log=print):
+    def fit(self, images, labels, epochs, batch_size=None, seed=0, log=print):
         rng = np.random.default_rng(seed)
+        batch_size = batch_size or TRAIN_BATCH
         batches = data.BatchIterator(len(images), min(batch_size, len(images)), seed)
         for epoch in range(epochs):
             losses = []
@@ -236,6 +242,26 @@ def folder_split(labels, num_classes):
     return np.setdiff1d(np.arange(len(labels)), held), held
 
 
+def stratified_draw(indices, labels, limit, at_least=1, seed=FOLDER_DRAW_SEED):
+    """At most `limit` of `indices` (all of them when they are no more), sorted: the first
+    `at_least` of every class (all it has, when fewer), then each class in proportion to its
+    share of them, its images taken in a seeded order; the same indices and labels give the
+    same draw."""
+    indices = np.asarray(indices, np.int64)
+    if len(indices) <= limit:
+        return indices
+    drawn_labels = np.asarray(labels)[indices]
+    position = np.empty(len(indices))
+    for label in np.unique(drawn_labels):
+        members = np.flatnonzero(drawn_labels == label)
+        members = np.random.default_rng([seed, int(label)]).permutation(members)
+        rank = np.arange(len(members))
+        # A class's k-th image stands at k / its size, so every class is drawn at one rate; its
+        # first `at_least` before any other class's others.
+        position[members] = rank / len(members) - (rank < at_least)
+    return np.sort(indices[np.lexsort((drawn_labels, position))[:limit]])
+
+
 def load_folder_classifier(dataset, root, data_dir="data", log=print):
     """The classifier of a labeled folder (a data.load_folder Dataset), trained on its
     folder_split and cached under <data-dir>/classifiers/folder-<fingerprint>/ on first use.
@@ -254,10 +280,17 @@ def load_folder_classifier(dataset, root, data_dir="data", log=print):
     cached = _cached_classifier(folder, channels, num_classes, what, required, log)
     if cached:
         return cached
-    train, held = folder_split(dataset.labels, num_classes)
-    # The classifier sees 32x32, as quality.quality scores (a 64x64 run's images resized alike).
-    train_set = (data.resize(dataset.images[train], data.IMAGE_SIZE), dataset.labels[train])
-    held_set = (data.resize(dataset.images[held], data.IMAGE_SIZE), dataset.labels[held])
+    # The cache is memory-mapped so that a folder larger than RAM trains; scoring it must not
+    # read it whole either. The classifier trains on at most the images its steps use, and is
+    # measured on as many held out (stratified_draw: each class in its share, the same images
+    # for the same folder), read from the cache a chunk at a time, the held-out ones a batch at
+    # a time as they are measured. It sees 32x32, as quality.quality scores (a 64x64 run's
+    # images resized alike).
+    limit = FOLDER_CLASSIFIER_STEPS * TRAIN_BATCH
+    train, held = (stratified_draw(part, dataset.labels, limit)
+                   for part in folder_split(dataset.labels, num_classes))
+    train_set = (data.read_rows(dataset.images, train, data.IMAGE_SIZE), dataset.labels[train])
+    held_set = (data.ImageRows(dataset.images, held, data.IMAGE_SIZE), dataset.labels[held])
     batches = len(train) // min(TRAIN_BATCH, len(train))
     epochs = max(1, math.ceil(FOLDER_CLASSIFIER_STEPS / batches))
     info = {"dataset": data.FOLDER, "images": os.path.abspath(root),

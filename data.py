@@ -211,6 +211,39 @@ def resize(images, size):
     return resized
 
 
+# Rows read from a (memory-mapped) image array at a time by read_rows: a folder's cache may be
+# larger than RAM, so what reads many of its rows holds only this many at their full size at once.
+READ_CHUNK = 1024
+
+
+def read_rows(images, indices, size=None):
+    """images[indices] as a uint8 array, resized to `size` (resize) when given, read and resized
+    READ_CHUNK rows at a time: of a memory-mapped folder cache only those rows are read, and only
+    one chunk of them is in memory at the cache's size."""
+    indices = np.asarray(indices, np.int64)
+    size = size or images.shape[1]
+    out = np.empty((len(indices), size, size, images.shape[3]), np.uint8)
+    for start in range(0, len(indices), READ_CHUNK):
+        chunk = indices[start:start + READ_CHUNK]
+        out[start:start + len(chunk)] = resize(np.asarray(images[chunk]), size)
+    return out
+
+
+class ImageRows:
+    """The rows `indices` of an image array (a folder's memory-mapped cache) at `size`, read and
+    resized only when sliced (rows[start:stop], by read_rows): a model runs over them a batch at
+    a time without all of them in memory."""
+
+    def __init__(self, images, indices, size=None):
+        self.images, self.indices, self.size = images, np.asarray(indices, np.int64), size
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, positions):
+        return read_rows(self.images, self.indices[positions], self.size)
+
+
 # --- Download and integrity ------------------------------------------------------------------
 def md5sum(path, chunk_size=1 << 20):
     digest = hashlib.md5()

@@ -91,6 +91,20 @@ def test_scale_maps_to_minus_one_one():
     np.testing.assert_allclose(scaled.ravel(), np.arange(256) / 127.5 - 1, atol=1e-6)
 
 
+def test_rows_are_read_a_chunk_at_a_time_and_resized_as_resize_does(tmp_path, monkeypatch):
+    images = np.random.default_rng(0).integers(0, 256, (23, 16, 16, 3)).astype(np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    cache = np.load(tmp_path / "images.npy", mmap_mode="r")
+    monkeypatch.setattr(data, "READ_CHUNK", 4)
+    rows = np.array([0, 3, 4, 9, 10, 11, 22])
+    np.testing.assert_array_equal(data.read_rows(cache, rows), images[rows])
+    np.testing.assert_array_equal(data.read_rows(cache, rows, 8), data.resize(images[rows], 8))
+    lazy = data.ImageRows(cache, rows, 8)
+    assert len(lazy) == 7
+    np.testing.assert_array_equal(lazy[2:5], data.resize(images[rows[2:5]], 8))
+    assert data.read_rows(cache, []).shape == (0, 16, 16, 3)
+
+
 def test_batches_are_shuffled_deterministically_per_seed():
     def epochs(seed, count=2):
         iterator = data.BatchIterator(10, 3, seed)

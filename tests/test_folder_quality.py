@@ -4,6 +4,7 @@ against its bar), the K-class scores, and the one-line refusals of a folder with
 a folder that changed since the run trained on it."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -178,6 +179,68 @@ def test_the_folder_classifier_is_trained_once_per_fingerprint(tmp_path, quick_c
         assert other_info["train_images"] + other_info["heldout_images"] == 31
     assert sorted(os.listdir(tmp_path / "data" / "classifiers")) == sorted(
         f"folder-{d.fingerprint}" for d in (dataset, changed, rgb))
+
+
+def test_a_stratified_draw_keeps_each_class_in_its_share_and_is_the_same_every_time():
+    labels = np.random.default_rng(5).permutation(np.repeat([0, 1, 2, 3], [600, 300, 100, 1]))
+    indices = np.arange(len(labels))[labels != 2][::-1]  # any order, a class left out
+    drawn = classifiers.stratified_draw(indices, labels, 90)
+    assert len(drawn) == 90 and list(drawn) == sorted(drawn) and set(drawn) <= set(indices)
+    counts = np.bincount(labels[drawn], minlength=4)
+    assert counts[2] == 0 and counts[3] == 1  # the one image of the rarest class is drawn
+    assert abs(counts[0] - 2 * counts[1]) <= 2  # 600 : 300, in proportion
+    np.testing.assert_array_equal(classifiers.stratified_draw(indices.copy(), labels, 90), drawn)
+    assert len(set(drawn) & set(classifiers.stratified_draw(indices, labels, 90, seed=1))) < 90
+    # Each class keeps at least `at_least` before the rest are shared out.
+    few = classifiers.stratified_draw(np.arange(len(labels)), labels, 20, at_least=3)
+    assert np.bincount(labels[few], minlength=4).tolist()[2:] == [3, 1]
+    everything = np.array([5, 1, 3])
+    np.testing.assert_array_equal(classifiers.stratified_draw(everything, labels, 3), everything)
+
+
+class CountedRows:
+    """An image array whose row reads are recorded: what a memory-mapped cache is asked for."""
+
+    def __init__(self, images):
+        self.images, self.shape, self.reads = images, images.shape, []
+
+    def __getitem__(self, rows):
+        self.reads.append(np.asarray(rows).copy())
+        return self.images[rows]
+
+
+def test_the_folder_classifier_reads_and_resizes_only_what_its_steps_use(tmp_path, monkeypatch):
+    """A folder larger than RAM, in small: with the bound at 3 steps of 4 images, 12 images of
+    each side of the split are read, a chunk of at most 5 rows at a time, and resized; no other
+    row of the cache."""
+    monkeypatch.setattr(classifiers, "TRAIN_BATCH", 4)
+    monkeypatch.setattr(classifiers, "FOLDER_CLASSIFIER_STEPS", 3)
+    monkeypatch.setattr(data, "READ_CHUNK", 5)
+    resized = []
+    real_resize = data.resize
+    monkeypatch.setattr(data, "resize", lambda images, size: resized.append(len(images)) or
+                        real_resize(images, size))
+    root, data_dir = str(tmp_path / "pictures"), str(tmp_path / "data")
+    write_folder(root, per_class=30)  # 72 to train on, 18 held out
+    dataset = data.load_folder(root, data_dir, image_size=16, log=quiet)
+    counted = CountedRows(dataset.images)
+    classifier, info = classifiers.load_folder_classifier(dataset._replace(images=counted), root,
+                                                          data_dir, log=quiet)
+    classifier.close()
+    assert (info["train_images"], info["heldout_images"], info["epochs"]) == (12, 12, 1)
+    assert all(len(rows) <= 5 for rows in counted.reads) and max(resized) <= 5
+    read = np.concatenate(counted.reads)
+    assert len(read) == len(set(read)) == sum(resized) == 24
+    train_part, held = classifiers.folder_split(dataset.labels, 3)
+    assert len(set(read) & set(train_part)) == len(set(read) & set(held)) == 12
+    assert np.bincount(dataset.labels[read], minlength=3).tolist() == [8, 8, 8]  # 4 + 4 a class
+    first_read = read
+    counted.reads.clear()
+    cache = os.path.join(data_dir, "classifiers", f"folder-{dataset.fingerprint}")
+    shutil.rmtree(cache)  # trained again: the same images
+    classifiers.load_folder_classifier(dataset._replace(images=counted), root, data_dir,
+                                       log=quiet)[0].close()
+    np.testing.assert_array_equal(np.concatenate(counted.reads), first_read)
 
 
 def test_a_classifier_below_its_bar_says_so_with_the_bar_each_time(tmp_path, quick_classifier):
