@@ -15,10 +15,11 @@ in the same table: the claim that the GAN learned features holds only where it b
                 labels and the validation images (the rest) from the other 4,000
   cifar10       4,000 labels from `train`, 5,000 validation images from the rest, error on `test`
   folder        a labeled folder (sub-folders, one per class, K >= 2): the held-out fifth of each
-                class of its classifier's split (classifiers.folder_split) as test; 10 labels a
-                class (fewer when a class has fewer, leaving some to validate on) and the
-                validation images (the rest) from the other four fifths. The folder is loaded
-                again through its cache and refused if it changed since the run trained on it.
+                class of its classifier's split (classifiers.folder_split) as test, at most
+                10,000 of it; 10 labels a class (fewer when a class has fewer, leaving some to
+                validate on) and 10,000 validation images (all the rest, when fewer) from the
+                other four fifths. The folder is loaded again through its cache and refused if
+                it changed since the run trained on it.
 
 Mean and spread over --draws seeded draws of the labels; saved as <run>/features.json.
 """
@@ -75,7 +76,8 @@ tf1 = tf.compat.v1
 DEFAULT_LABELS = {"svhn": 1000, "mnist": 100, "mnist-sample": 100, "cifar10": 4000}
 FOLDER_LABELS_PER_CLASS = 10  # as the MNIST variants' 100 for ten digits
 VALIDATION_IMAGES = {"svhn": 10000, "mnist": 10000, "mnist-sample": None,  # None: all the rest
-                     "cifar10": 5000, data.FOLDER: None}
+                     "cifar10": 5000, data.FOLDER: 10000}
+FOLDER_TEST_IMAGES = 10000  # of a folder's held-out fifth at most: as many as MNIST's test split
 SVM_C = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # the regularization grid searched on validation
 FEATURE_BATCH = 500
 FEATURE_SETS = ("trained", "untrained", "pixels")
@@ -87,12 +89,14 @@ FeatureSplits.__doc__ = """Labeled and validation images are drawn from the pool
 when the GAN trained on the test images; labels in 0 .. num_classes - 1."""
 
 
-def feature_splits(config):
-    """The FeatureSplits of the run's dataset at the run's image size.
+def feature_splits(config, labels=None):
+    """The FeatureSplits of the run's dataset at the run's image size, and the number of labels
+    to draw: `labels` (--labels), or default_labels; checked against the pool (check_label_count).
 
     Raises:
       data.DatasetError: a file is missing or damaged; a folder changed since the run trained
         on it, has no classes, or a class of fewer than two images.
+      runs.RunError: the pool cannot give that many labels.
     """
     name, data_dir = config["dataset"], config.get("data_dir", "data")
     verify, size = not config.get("skip_checksum", False), runs.image_size(config)
@@ -100,19 +104,40 @@ def feature_splits(config):
         folder = data.load_folder(config["images"], data_dir, size, config.get("channels"),
                                   config["fit"], recorded=(config["data_fingerprint"], config["num_images"]))
         classifiers.require_labeled(folder, config["images"], "features.py")
-        pool, test = classifiers.folder_split(folder.labels, len(folder.classes))
-        return FeatureSplits(folder.images[pool], folder.labels[pool], folder.images[test],
-                             folder.labels[test], True, len(folder.classes))  # trained on all
+        return _folder_splits(folder, labels)
     if name == "mnist-sample":
         pool_x, pool_y, test_x, test_y = classifiers.classifier_split(name, data_dir, False, verify,
                                                                       size)
-        return FeatureSplits(pool_x, pool_y, test_x, test_y, True,  # trained on all 5,000 digits
-                             data.NUM_CLASSES)
-    train = data.load_dataset(name, data_dir, ("train",), verify, download=False, image_size=size)
-    test = data.load_dataset(name, data_dir, ("test",), verify, download=False, image_size=size)
-    trained_on = config.get("splits") or data.DEFAULT_SPLITS[name]
-    return FeatureSplits(train.images, train.labels, test.images, test.labels,
-                         "test" in trained_on, data.NUM_CLASSES)
+        splits = FeatureSplits(pool_x, pool_y, test_x, test_y, True,  # trained on all 5,000
+                               data.NUM_CLASSES)
+    else:
+        train = data.load_dataset(name, data_dir, ("train",), verify, download=False,
+                                  image_size=size)
+        test = data.load_dataset(name, data_dir, ("test",), verify, download=False,
+                                 image_size=size)
+        trained_on = config.get("splits") or data.DEFAULT_SPLITS[name]
+        splits = FeatureSplits(train.images, train.labels, test.images, test.labels,
+                               "test" in trained_on, data.NUM_CLASSES)
+    return splits, checked_labels(name, labels, splits.pool_labels, data.NUM_CLASSES)
+
+
+def _folder_splits(folder, labels):
+    """feature_splits of a labeled folder: its classifier's split (classifiers.folder_split).
+
+    The cache is memory-mapped so that a folder larger than RAM trains: only the images the
+    draws can use are read, a chunk at a time (data.read_rows). Of the four fifths, the labels
+    and VALIDATION_IMAGES[folder] others (stratified_draw: each class in its share, with the
+    labels it gives and one to spare), every draw's labeled and validation images among them;
+    of the held-out fifth, FOLDER_TEST_IMAGES. A smaller folder's are all of them."""
+    num_classes = len(folder.classes)
+    pool, test = classifiers.folder_split(folder.labels, num_classes)
+    labels = checked_labels(data.FOLDER, labels, folder.labels[pool], num_classes)
+    pool = classifiers.stratified_draw(pool, folder.labels, labels + VALIDATION_IMAGES[data.FOLDER],
+                                       at_least=labels // num_classes + 1)
+    test = classifiers.stratified_draw(test, folder.labels, FOLDER_TEST_IMAGES)
+    return FeatureSplits(data.read_rows(folder.images, pool), folder.labels[pool],
+                         data.read_rows(folder.images, test), folder.labels[test],
+                         True, num_classes), labels  # the GAN trained on every image
 
 
 def extract(run, images, checkpoint, seed, precision):
@@ -160,6 +185,13 @@ def default_labels(name, pool_labels, num_classes):
         return DEFAULT_LABELS[name]
     return max(min(FOLDER_LABELS_PER_CLASS * num_classes, most_labels(pool_labels, num_classes)),
                num_classes)  # (a pool too small for one a class: check_label_count says so)
+
+
+def checked_labels(name, labels, pool_labels, num_classes):
+    """`labels`, or default_labels when None, after check_label_count."""
+    labels = labels or default_labels(name, pool_labels, num_classes)
+    check_label_count(labels, pool_labels, num_classes)
+    return labels
 
 
 def check_label_count(labels, pool_labels, num_classes=data.NUM_CLASSES):
@@ -225,10 +257,8 @@ def main(argv=None, args=None):
     run = runs.RunDir(args.run)
     try:
         config = run.read_config()
-        splits = feature_splits(config)
+        splits, labels = feature_splits(config, args.labels)
         pool_x, pool_y, test_x, test_y, transductive, classes = splits
-        labels = args.labels or default_labels(config["dataset"], pool_y, classes)
-        check_label_count(labels, pool_y, classes)
         checkpoint = args.checkpoint or run.newest_checkpoint()
         if not checkpoint:
             raise runs.RunError(f"{run.checkpoint_dir} holds no checkpoint yet")

@@ -345,6 +345,36 @@ def test_label_draws_and_counts_follow_the_number_of_classes():
         features.check_label_count(3, np.arange(3), 3)  # one image a class: none to validate
 
 
+def test_features_read_only_the_labels_validation_and_test_images_they_use(tmp_path,
+                                                                           monkeypatch):
+    """A folder larger than RAM, in small: with 6 validation and 4 test images, features.py
+    reads 6 labels + 6 others of the four fifths and 4 of the held-out fifth, a chunk at a time,
+    and every draw finds its labels a class among them."""
+    monkeypatch.setitem(features.VALIDATION_IMAGES, "folder", 6)
+    monkeypatch.setattr(features, "FOLDER_TEST_IMAGES", 4)
+    monkeypatch.setattr(data, "READ_CHUNK", 5)
+    root = str(tmp_path / "pictures")
+    write_folder(root, per_class=30)  # 72 in the pool, 18 held out
+    dataset = data.load_folder(root, str(tmp_path / "data"), image_size=16, log=quiet)
+    counted = CountedRows(dataset.images)
+    splits, labels = features._folder_splits(dataset._replace(images=counted), 6)
+    assert labels == 6 and all(len(rows) <= 5 for rows in counted.reads)
+    read = np.concatenate(counted.reads)
+    assert len(read) == len(set(read)) == 16
+    pool, held = classifiers.folder_split(dataset.labels, 3)
+    assert len(set(read) & set(pool)) == 12 and len(set(read) & set(held)) == 4
+    assert (len(splits.pool_images), len(splits.test_images)) == (12, 4)
+    np.testing.assert_array_equal(splits.pool_images, dataset.images[np.sort(read[:12])])
+    assert np.bincount(splits.pool_labels, minlength=3).min() >= 3  # 2 labels a class, 1 spare
+    for draw in range(3):
+        labeled, validation = features.draw_labeled(
+            splits.pool_labels, 2, 6, np.random.default_rng([0, draw]), 3)
+        assert np.bincount(splits.pool_labels[labeled]).tolist() == [2, 2, 2]
+        assert len(validation) == 6
+    # --labels left out: 10 a class, drawn from the whole pool's counts.
+    assert features._folder_splits(dataset, None)[1] == 30
+
+
 def test_a_folder_runs_settings_must_name_its_folder(tmp_path):
     run = runs.RunDir(str(tmp_path))
     settings = {"dataset": "folder", "output_dim": 1, "z_dim": 100}
