@@ -65,7 +65,8 @@ def _classifier_graph(channels, num_classes):
         for index, filters in enumerate((32, 64, 128), start=1):
             kernel = tf1.get_variable(f"conv{index}/kernel", [3, 3, h.shape[-1], filters],
                                       initializer=init)
-            bias = tf1.get_variable(f"conv{index}/bias", [filters], initializer=tf1.zeros_initializer())
+            bias = tf1.get_variable(f"conv{index}/bias", [filters],
+                                    initializer=tf1.zeros_initializer())
             h = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(h, kernel, 1, "SAME"), bias))
             h = tf.nn.max_pool2d(h, 2, 2, "VALID")
         h = tf.reshape(h, [-1, 4 * 4 * 128])

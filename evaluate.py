@@ -47,15 +47,14 @@ def evaluate_run(run, num, seed, checkpoint=None, raw=False):
     name, data_dir = config["dataset"], config.get("data_dir", "data")
     verify, size = not config.get("skip_checksum", False), runs.image_size(config)
     if name == data.FOLDER:  # as the run trained on it, or refused
-        dataset = data.load_folder(config["images"], data_dir, size, config.get("channels"),
-                                   config["fit"], recorded=(config["data_fingerprint"], config["num_images"]))
-        classifiers.require_labeled(dataset, config["images"], "evaluate.py")
+        dataset, root = runs.load_trained_folder(config)
+        classifiers.require_labeled(dataset, root, "evaluate.py")
     else:
+        root = None
         dataset = data.load_dataset(name, data_dir, config.get("splits"), verify, download=False,
                                     image_size=size)  # as the run trained on
     generated, checkpoint, generator = sampling.sample_images(run, num, seed, checkpoint, raw)
-    classifier, info = classifiers.dataset_classifier(dataset, config.get("images"), data_dir,
-                                                      verify=verify)
+    classifier, info = classifiers.dataset_classifier(dataset, root, data_dir, verify=verify)
     try:
         result = quality.quality(classifier, data.to_uint8(generated),
                                  quality.real_images(dataset, num, seed), seed)

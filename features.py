@@ -101,9 +101,8 @@ def feature_splits(config, labels=None):
     name, data_dir = config["dataset"], config.get("data_dir", "data")
     verify, size = not config.get("skip_checksum", False), runs.image_size(config)
     if name == data.FOLDER:  # as the run trained on it, or refused
-        folder = data.load_folder(config["images"], data_dir, size, config.get("channels"),
-                                  config["fit"], recorded=(config["data_fingerprint"], config["num_images"]))
-        classifiers.require_labeled(folder, config["images"], "features.py")
+        folder, root = runs.load_trained_folder(config)
+        classifiers.require_labeled(folder, root, "features.py")
         return _folder_splits(folder, labels)
     if name == "mnist-sample":
         pool_x, pool_y, test_x, test_y = classifiers.classifier_split(name, data_dir, False, verify,
@@ -132,7 +131,8 @@ def _folder_splits(folder, labels):
     num_classes = len(folder.classes)
     pool, test = classifiers.folder_split(folder.labels, num_classes)
     labels = checked_labels(data.FOLDER, labels, folder.labels[pool], num_classes)
-    pool = classifiers.stratified_draw(pool, folder.labels, labels + VALIDATION_IMAGES[data.FOLDER],
+    pool = classifiers.stratified_draw(pool, folder.labels,
+                                       labels + VALIDATION_IMAGES[data.FOLDER],
                                        at_least=labels // num_classes + 1)
     test = classifiers.stratified_draw(test, folder.labels, FOLDER_TEST_IMAGES)
     return FeatureSplits(data.read_rows(folder.images, pool), folder.labels[pool],

@@ -413,3 +413,19 @@ class RunDir:
 def image_size(config):
     """The image size of a run's settings (a run saved before the setting existed: 32)."""
     return config.get("image_size", hyperparameters.IMAGE_SIZE)
+
+
+def load_trained_folder(config, log=print):
+    """The folder a --dataset folder run trained on, loaded again through its cache as the run
+    decoded it (the FOLDER_SETTINGS, --data-dir, --image-size and --channels of its settings),
+    and the path it was loaded from: (data.Dataset, path). evaluate.py's and features.py's.
+
+    Raises:
+      data.DatasetError: the folder is missing or holds no usable image, or its images are no
+        longer those the run recorded (its fingerprint and count); one line naming the path.
+    """
+    root = config["images"]
+    dataset = data.load_folder(root, config.get("data_dir", "data"), image_size(config),
+                               config.get("channels"), config["fit"], log,
+                               recorded=(config["data_fingerprint"], config["num_images"]))
+    return dataset, root

@@ -375,6 +375,29 @@ def test_features_read_only_the_labels_validation_and_test_images_they_use(tmp_p
     assert features._folder_splits(dataset, None)[1] == 30
 
 
+def folder_run_settings(tmp_path, images, **more):
+    """The settings train.py records of a 16x16 run on the folder `images`."""
+    dataset = data.load_folder(images, str(tmp_path / "data"), image_size=16, log=quiet)
+    return dict({"dataset": "folder", "images": images, "data_dir": str(tmp_path / "data"),
+                 "image_size": 16, "channels": None, "fit": "crop",
+                 "data_fingerprint": dataset.fingerprint, "num_images": len(dataset.images),
+                 "output_dim": 1, "z_dim": 100}, **more), dataset
+
+
+def test_evaluate_and_features_load_the_folder_again_as_the_run_decoded_it(tmp_path):
+    root = str(tmp_path / "pictures")
+    write_folder(root, per_class=4)
+    config, dataset = folder_run_settings(tmp_path, root)
+    messages = []
+    again, path = runs.load_trained_folder(config, messages.append)
+    assert path == root and again.fingerprint == dataset.fingerprint
+    assert any("from the cache" in message for message in messages)  # not decoded again
+    np.testing.assert_array_equal(again.images, dataset.images)
+    with pytest.raises(data.DatasetError, match=r"has changed since the run trained on it \(12 "
+                                                r"images then, 12 now\)"):
+        runs.load_trained_folder(dict(config, data_fingerprint="0" * 16), quiet)
+
+
 def test_a_folder_runs_settings_must_name_its_folder(tmp_path):
     run = runs.RunDir(str(tmp_path))
     settings = {"dataset": "folder", "output_dim": 1, "z_dim": 100}
