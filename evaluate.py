@@ -44,7 +44,7 @@ def evaluate_run(run, num, seed, checkpoint=None, raw=False):
     """Quality of `num` images from the run's checkpoint against as many real ones: (result dict
     with the checkpoint, its step and the classifier's held-out accuracy, checkpoint path)."""
     config = run.read_config()
-    name, data_dir = config["dataset"], config.get("data_dir", "data")
+    name, data_dir = config["dataset"], runs.setting_path(config, "data_dir", "data")
     verify, size = not config.get("skip_checksum", False), runs.image_size(config)
     if name == data.FOLDER:  # as the run trained on it, or refused
         dataset, root = runs.load_trained_folder(config)

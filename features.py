@@ -98,7 +98,7 @@ def feature_splits(config, labels=None):
         on it, has no classes, or a class of fewer than two images.
       runs.RunError: the pool cannot give that many labels.
     """
-    name, data_dir = config["dataset"], config.get("data_dir", "data")
+    name, data_dir = config["dataset"], runs.setting_path(config, "data_dir", "data")
     verify, size = not config.get("skip_checksum", False), runs.image_size(config)
     if name == data.FOLDER:  # as the run trained on it, or refused
         folder, root = runs.load_trained_folder(config)

@@ -6,7 +6,7 @@ a run's checkpoint).
 
   .dcgan-run                  the marker: written first, it makes the folder a run directory
   .lock                       held by the one process that trains here (claims.py)
-  config.json                 the settings of the run
+  config.json                 the settings of the run, and the folder it was started in
   metrics.csv                 a row per --log-every steps or per evaluation (metrics.py)
   events.out.tfevents.*       TensorBoard: the same scalars and the sample grids (metrics.py)
   samples/epoch_0001.png ...  sample grids from the run's fixed z
@@ -239,6 +239,12 @@ class RunDir:
                            f"--fresh.")
 
     def write_config(self, settings):
+        """Writes `settings` with the working folder they were given in (working_dir, unless
+        they name one): their relative paths are relative to it (setting_path)."""
+        try:
+            settings = {"working_dir": os.getcwd(), **settings}
+        except OSError:  # the working folder was removed: there is nothing to name
+            pass
         write_or_fail(self.config_path, write_json, settings)
 
     # --- Checkpoints --------------------------------------------------------------------------
@@ -415,17 +421,32 @@ def image_size(config):
     return config.get("image_size", hyperparameters.IMAGE_SIZE)
 
 
+def setting_path(config, key, default=None):
+    """A path of a run's settings (`key`, `default` when it has none) as it can be opened from
+    here: a relative one was relative to the folder train.py was started in, recorded as
+    working_dir, so it is joined to that -- evaluate.py and features.py work from any folder.
+    As it is when it is absolute, when the run recorded no folder (it started before
+    working_dir existed), or when only this folder has it (the whole tree was moved)."""
+    path = config.get(key, default)
+    start = config.get("working_dir")
+    if not isinstance(path, str) or os.path.isabs(path) or not isinstance(start, str):
+        return path
+    joined = os.path.join(start, path)
+    return path if not os.path.exists(joined) and os.path.exists(path) else joined
+
+
 def load_trained_folder(config, log=print):
     """The folder a --dataset folder run trained on, loaded again through its cache as the run
     decoded it (the FOLDER_SETTINGS, --data-dir, --image-size and --channels of its settings),
-    and the path it was loaded from: (data.Dataset, path). evaluate.py's and features.py's.
+    and the path it was loaded from (setting_path): (data.Dataset, path). evaluate.py's and
+    features.py's.
 
     Raises:
       data.DatasetError: the folder is missing or holds no usable image, or its images are no
         longer those the run recorded (its fingerprint and count); one line naming the path.
     """
-    root = config["images"]
-    dataset = data.load_folder(root, config.get("data_dir", "data"), image_size(config),
+    root = setting_path(config, "images")
+    dataset = data.load_folder(root, setting_path(config, "data_dir", "data"), image_size(config),
                                config.get("channels"), config["fit"], log,
                                recorded=(config["data_fingerprint"], config["num_images"]))
     return dataset, root

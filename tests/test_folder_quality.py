@@ -398,6 +398,55 @@ def test_evaluate_and_features_load_the_folder_again_as_the_run_decoded_it(tmp_p
         runs.load_trained_folder(dict(config, data_fingerprint="0" * 16), quiet)
 
 
+def test_a_relative_path_of_a_runs_settings_is_relative_to_where_it_started(tmp_path,
+                                                                            monkeypatch):
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    (start / "pictures").mkdir(parents=True)
+    elsewhere.mkdir()
+    monkeypatch.chdir(start)
+    run = runs.RunDir(str(tmp_path / "run"))
+    os.makedirs(run.path)
+    run.write_config({"images": "pictures"})
+    config = json.loads(open(run.config_path).read())
+    assert config == {"images": "pictures", "working_dir": str(start)}
+    run.write_config({"images": "pictures", "working_dir": "/named"})  # as the settings say
+    assert run.saved_config()["working_dir"] == "/named"
+    monkeypatch.chdir(elsewhere)
+    assert runs.setting_path(config, "images") == str(start / "pictures")
+    assert runs.setting_path(config, "data_dir", "data") == str(start / "data")
+    assert runs.setting_path(dict(config, images=str(tmp_path)), "images") == str(tmp_path)
+    assert runs.setting_path({"images": "pictures"}, "images") == "pictures"  # an older run
+    (elsewhere / "moved").mkdir()  # only here: the tree was moved, the run with it
+    assert runs.setting_path(dict(config, images="moved"), "images") == "moved"
+    assert runs.setting_path(config, "channels") is None
+
+
+def test_evaluate_and_features_work_from_another_folder(tmp_path, quick_classifier,
+                                                       monkeypatch, capsys):
+    """train.py given relative --images and --data-dir; evaluate.py and features.py run from
+    elsewhere find both where the run found them, and write nothing there."""
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    write_folder(str(start / "pictures"))
+    elsewhere.mkdir()
+    monkeypatch.chdir(start)
+    assert train.main(["--dataset", "folder", "--images", "pictures", "--data-dir", "data",
+                       "--out", "run", "--image-size", "16", "--batch-size", "8",
+                       "--sample-grid", "2", "--epochs", "1"]) == 0
+    config = json.loads((start / "run" / "config.json").read_text())
+    assert (config["images"], config["data_dir"], config["working_dir"]) == (
+        "pictures", "data", str(start))
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert evaluate.main(["--run", str(start / "run"), "--num", "8"]) == 0
+    out = capsys.readouterr().out
+    assert f"{start / 'pictures'}: 30 images from the cache in {start / 'data'}" in out
+    assert "training the 3-class folder classifier once" in out
+    assert features.main(["--run", str(start / "run"), "--draws", "1"]) == 0
+    assert f"{start / 'pictures'}: 30 images from the cache" in capsys.readouterr().out
+    assert os.listdir(elsewhere) == []
+    assert (start / "data" / "classifiers" / f"folder-{config['data_fingerprint']}").is_dir()
+
+
 def test_a_folder_runs_settings_must_name_its_folder(tmp_path):
     run = runs.RunDir(str(tmp_path))
     settings = {"dataset": "folder", "output_dim": 1, "z_dim": 100}
