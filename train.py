@@ -6,15 +6,12 @@ from a fixed z and a loss plot; running the same command again resumes where the
 """
 import collections
 import contextlib
-import hashlib
-import json
 import math
 import os
 import signal
 import struct
 import sys
 import tempfile
-import threading
 import time
 
 import cluster as cluster_lib  # plain Python, like the five below: the flags are parsed
@@ -227,6 +224,7 @@ import metrics  # noqa: E402
 import pictures  # noqa: E402
 import runs  # noqa: E402
 import strategies  # noqa: E402
+import workers  # noqa: E402
 
 tf1 = tf.compat.v1
 
@@ -316,30 +314,11 @@ RunGraph = collections.namedtuple(
                 "init chief_values agreement agreed stop_request stop_votes")
 # What every worker must agree on: what the step computes and how long it trains (a worker that
 # stops early leaves the others waiting), and the data. A folder's path may differ from machine
-# to machine, and so may its files' times (a copy), so the data is compared by its pixels.
+# to machine, and so may its files' times (a copy): workers.agreed_numbers compares pixels.
 AGREED_SETTINGS = (*(key for key in RESUME_KEYS if key not in ("images",)), "g_steps", "lr",
                    "beta1", "alpha", "smooth", "precision", "sync_batch_norm", "devices",
                    "epochs", "max_steps")
 AGREED_FLAGS = ", ".join("--" + key.replace("_", "-") for key in AGREED_SETTINGS)
-DATA_SAMPLE_ROWS = 64  # images whose pixels stand for the data's in the workers' comparison
-
-
-def agreed_numbers(args, dataset):
-    """Two 40-bit numbers every worker must share, exact in the float64 the strategy sums them
-    as: one of the settings (AGREED_SETTINGS), one of the data (its shape and the pixels of
-    DATA_SAMPLE_ROWS images spread over it; reading them costs milliseconds, even memory-mapped)."""
-    def number(value):
-        return int(hashlib.sha256(value).hexdigest()[:10], 16)
-
-    settings = {key: getattr(args, key) for key in AGREED_SETTINGS}
-    settings["splits"] = list(args.splits)
-    rows = np.unique(np.linspace(0, len(dataset.images) - 1, DATA_SAMPLE_ROWS).astype(int))
-    data_identity = json.dumps(list(dataset.images.shape)).encode() + \
-        np.ascontiguousarray(dataset.images[rows]).tobytes()
-    return (number(json.dumps(settings, sort_keys=True, default=str).encode()),
-            number(data_identity))
-
-
 def build_graph(args, output_dim, engine, agreed=(0, 0)):
     """The training graph plus what a checkpoint holds besides the networks: the fixed sample z
     and the position in the data (epoch, next batch). With several workers, also the op that
@@ -385,7 +364,8 @@ def restore_or_initialise(sess, run_graph, run, batches, seed, engine, run_optio
     when the run has none; returns (step, checkpoint restored or None). With several workers
     only the chief restores, and every worker then takes the chief's values."""
     if run_graph.agreement is not None:
-        check_agreement(sess, run_graph, engine, run_options)
+        workers.check_agreement(sess, run_graph.agreement, run_graph.agreed, engine, AGREED_FLAGS,
+                                run_options)
     # What a checkpoint does not hold is initialised all the same (several workers: together).
     sess.run(run_graph.init, options=run_options)
     chief = engine.worker_index == 0
@@ -405,21 +385,6 @@ def restore_or_initialise(sess, run_graph, run, batches, seed, engine, run_optio
     elif step:
         print(f"took the chief's checkpoint: step {step}, epoch {epoch + 1}, batch {batch_index}")
     return step, restored
-
-
-def check_agreement(sess, run_graph, engine, run_options):
-    """Every worker refuses to train unless all were started with the same settings and data."""
-    settings_total, data_total = sess.run(run_graph.agreement, options=run_options)
-    settings_number, data_number = run_graph.agreed
-    worker = f"worker {engine.worker_index + 1} of {engine.workers}"
-    if settings_total != engine.replicas * settings_number:
-        raise runs.RunError(f"{worker}: the workers were started with different settings (the "
-                            f"flags {AGREED_FLAGS} must be the same on all); start every worker "
-                            f"with the same command")
-    if data_total != engine.replicas * data_number:
-        raise runs.RunError(f"{worker}: the workers read different data (the same dataset, "
-                            f"the same images in the same order, must be under every worker's "
-                            f"--data-dir or --images)")
 
 
 # --- The loop --------------------------------------------------------------------------------
@@ -673,20 +638,21 @@ def train_in(run, args, claim, engine, cluster):
     print("\n".join(["settings (config.json keeps them all):",
                      *options.settings_lines(build_parser(), args, derived)]))
     print(f"device: {devices.describe_device()}; precision {args.precision}; seed {args.seed}")
-    run_graph = build_graph(args, output_dim, engine, agreed_numbers(args, dataset))
-    inter_op_threads = args.inter_op_threads
-    if engine.workers > 1:  # a worker's collectives wait on the others' with threads of their own
-        inter_op_threads = max(inter_op_threads or os.cpu_count(), MIN_WORKER_INTER_OP_THREADS)
-    config = dcgan.session_config(args.intra_op_threads, inter_op_threads, engine.cpu_devices)
+    agreed = dict({key: getattr(args, key) for key in AGREED_SETTINGS}, splits=list(args.splits))
+    run_graph = build_graph(args, output_dim, engine, workers.agreed_numbers(agreed,
+                                                                              dataset.images))
+    config = dcgan.session_config(args.intra_op_threads,
+                                  workers.inter_op_threads(engine, args.inter_op_threads),
+                                  engine.cpu_devices)
     try:
         engine, config = strategies.start_server(engine, cluster, config)
     except strategies.EngineError as error:
         raise runs.RunError(str(error)) from None
     run_options = tf1.RunOptions(timeout_in_ms=args.worker_timeout * 1000) \
         if engine.workers > 1 else None
-    progress = {"started": False}  # what worker_failure says depends on it
-    watchdog = Watchdog(engine, run, args, progress)
-    with worker_failures(engine, run, args, progress), \
+    progress = workers.Progress()
+    watchdog = workers.Watchdog(engine, run, args.worker_timeout, progress)
+    with workers.failures(engine, run, args.worker_timeout, progress), \
             tf1.Session(engine.target, graph=run_graph.graph, config=config) as sess, \
             contextlib.ExitStack() as closing:
         if evaluation:
@@ -697,7 +663,7 @@ def train_in(run, args, claim, engine, cluster):
         with watchdog.watching():
             step, restored = restore_or_initialise(sess, run_graph, run, batches, args.seed,
                                                    engine, run_options)
-        progress["started"] = True
+        progress.started = True
         claim.started()  # the run's own files follow: a failure from here on is not undone
         log = metrics.MetricsLog(run, step, resumed=restored is not None)
         closing.callback(log.close)
@@ -708,81 +674,6 @@ def train_in(run, args, claim, engine, cluster):
     where = args.out if chief else "kept by the chief"
     print(f"done: {options.plural(trainer.step, 'step')}, "
           f"{options.plural(batches.epoch, 'epoch')}; run directory {where}")
-
-
-MIN_WORKER_INTER_OP_THREADS = 4
-# What a session call raises when another worker is gone or the cluster failed: it timed out,
-# its connection closed, the collective was aborted, or gRPC reported an error of its own.
-WORKER_FAILURES = (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
-                   tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.InternalError,
-                   tf.errors.UnknownError)
-
-
-def worker_failure(engine, run, started, what):
-    """The one line a worker ends with when the others stopped answering: `what` happened,
-    before training `started` (a worker not started yet, or one that refused to start) or
-    during it (and then where to resume from)."""
-    worker = f"worker {engine.worker_index + 1} of {engine.workers}"
-    if not started:
-        return (f"{worker}: the other workers did not all join ({what}). Start every worker "
-                f"TF_CONFIG lists, with the same command; one that refused to start says why "
-                f"in its own output.")
-    kept = run.newest_checkpoint() if engine.worker_index == 0 else None
-    resume = f"the last checkpoint is {kept}" if kept else \
-        "the chief keeps the checkpoints" if engine.worker_index else "no checkpoint yet"
-    return (f"{worker}: the other workers stopped answering ({what}); {resume}. Start every "
-            f"worker again with the same command to resume.")
-
-
-@contextlib.contextmanager
-def worker_failures(engine, run, args, progress):
-    """With several workers: a worker that stopped answering ends this one with one line
-    (worker_failure) instead of a traceback."""
-    try:
-        yield
-    except WORKER_FAILURES as error:
-        if engine.workers == 1:
-            raise
-        waited = f" after --worker-timeout {args.worker_timeout} s" \
-            if isinstance(error, tf.errors.DeadlineExceededError) else ""
-        raise runs.RunError(worker_failure(
-            engine, run, progress["started"],
-            f"{type(error).__name__}{waited}: {runs.cause(error)[:200]}")) from None
-
-
-WATCHDOG_MARGIN = 10  # seconds past --worker-timeout before the watchdog ends the process
-
-
-class Watchdog:
-    """With several workers: ends this process with worker_failure's line when a session call
-    that waits on the others outlives --worker-timeout by WATCHDOG_MARGIN. Some waits do not
-    obey the call's own timeout: gRPC retries reaching a worker that never started for ever.
-    Only calls that wait on other workers are watched, never a checkpoint being written."""
-
-    def __init__(self, engine, run, args, progress):
-        self.engine, self.run, self.args, self.progress = engine, run, args, progress
-        self.deadline = None
-        if engine.workers > 1:
-            threading.Thread(target=self._watch, name="watchdog", daemon=True).start()
-
-    @contextlib.contextmanager
-    def watching(self):
-        self.deadline = time.monotonic() + self.args.worker_timeout + WATCHDOG_MARGIN
-        try:
-            yield
-        finally:
-            self.deadline = None
-
-    def _watch(self):
-        while True:
-            time.sleep(1.0)
-            deadline = self.deadline
-            if deadline is not None and time.monotonic() > deadline:
-                line = worker_failure(self.engine, self.run, self.progress["started"],
-                                      f"no answer for {self.args.worker_timeout + WATCHDOG_MARGIN}"
-                                      f" s")
-                print(f"error: {line}", file=sys.stderr, flush=True)
-                os._exit(runs.EXIT_ERROR)  # the main thread is stuck inside TensorFlow
 
 
 def main(argv=None, args=None):

@@ -171,7 +171,8 @@ def test_a_worker_that_cannot_start_leaves_the_others_one_line(data_dir, tmp_pat
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     commands = [train_command(data_dir, foreign, "--epochs", "1"),
-                train_command(data_dir, tmp_path / "run", "--epochs", "1")]
+                train_command(data_dir, tmp_path / "run", "--epochs", "1", "--worker-timeout",
+                              "10")]
     (chief_code, chief_output), (code, output) = run_together(
         commands, worker_environments(tmp_path), tmp_path, "no-chief")
     assert chief_code == 1 and "Traceback" not in chief_output
