@@ -84,7 +84,7 @@ def _batch_norm(x, training, name, update_moving_stats=True, momentum=BN_MOMENTU
     (the TF1 convention: the optimizer runs them as control dependencies) and to the list of
     `_recorded_updates`, if one is open in this thread. Inference mode normalizes with the moving
     statistics. With `sync` (training under a tf.distribute strategy), the batch statistics are
-    those of every replica's batch together (`_cross_replica_moments`).
+    those of every replica's batch together (`_synchronized_batch_norm`).
 
     The moving statistics are created with a MEAN aggregation: under a strategy each replica's
     update is averaged across replicas, so every copy stays the same; on one device the
@@ -714,10 +714,8 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
     averaged = step.averaged
     start_average = tf.group(*[average.assign(variable) for average, variable in _average_pairs()],
                              name="start_average") if averaged else None
-    d_real, d_fake = (tf.reduce_mean(step.real_prob), tf.reduce_mean(step.fake_prob)) \
-        if strategy is None else (step.real_prob, step.fake_prob)
-    return Model(real_images, z, train_step, step.d_loss, step.g_loss, d_real, d_fake, global_step,
-                 output_dim, z_dim, precision, implementation,
+    return Model(real_images, z, train_step, step.d_loss, step.g_loss, step.d_real, step.d_fake,
+                 global_step, output_dim, z_dim, precision, implementation,
                  Sampler(z, samples, z_dim, None, None, step.g_vars), averaged, start_average,
                  image_size, replicas)
 
@@ -725,10 +723,9 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
 # What one replica's step is built from: the settings, and (d_optimizer, g_optimizer).
 _StepSettings = collections.namedtuple(
     "_StepSettings", "output_dim g_steps alpha smooth g_ema_decay networks image_size")
-# A built step: the op that ends it, the losses to log, D's outputs on the real and the fake
-# batch, the averaged generator's Sampler (or None) and the generator's trainable variables.
-_Step = collections.namedtuple("_Step",
-                               "last_update d_loss g_loss real_prob fake_prob averaged g_vars")
+# A built step: the op that ends it, the losses and mean D(x), D(G(z)) to log, the averaged
+# generator's Sampler (or None) and the generator's trainable variables.
+_Step = collections.namedtuple("_Step", "last_update d_loss g_loss d_real d_fake averaged g_vars")
 
 
 def _training_step(real, z, settings, optimizers, loss_scale=1.0, build_averaged=None):
@@ -752,14 +749,14 @@ def _training_step(real, z, settings, optimizers, loss_scale=1.0, build_averaged
     fake_prob, fake_logits = discriminator(fake, reuse=True, alpha=settings.alpha,
                                            update_moving_stats=False, **networks)
     d_loss = discriminator_loss(real_logits, fake_logits, settings.smooth)
+    d_real, d_fake = tf.reduce_mean(real_prob), tf.reduce_mean(fake_prob)
     g_vars = _trainable_variables(GENERATOR_SCOPE)
     with tf.control_dependencies(d_stat_updates):
         last_update = d_optimizer.minimize(scaled(d_loss), var_list=_trainable_variables(
             DISCRIMINATOR_SCOPE))
 
     # (2) Update G, g_steps times: maximize log D(G(z)) against the updated D.
-    build_averaged = build_averaged or (lambda: _averaged_sampler(
-        z, output_dim, networks["precision"], networks["implementation"], settings.image_size))
+    build_averaged = build_averaged or (lambda: _step_averaged_sampler(z, settings))
     g_losses, averaged = [], None
     for index in range(settings.g_steps):
         with tf.control_dependencies([last_update]):
@@ -775,7 +772,13 @@ def _training_step(real, z, settings, optimizers, loss_scale=1.0, build_averaged
             if index == 0:  # the averaged generator's variables, once
                 averaged = build_averaged()
             last_update = _update_average(settings.g_ema_decay, last_update)
-    return _Step(last_update, d_loss, g_losses[0], real_prob, fake_prob, averaged, g_vars)
+    return _Step(last_update, d_loss, g_losses[0], d_real, d_fake, averaged, g_vars)
+
+
+def _step_averaged_sampler(z, settings):
+    """The averaged generator's Sampler on `z`, built with the step's settings."""
+    return _averaged_sampler(z, settings.output_dim, settings.networks["precision"],
+                             settings.networks["implementation"], settings.image_size)
 
 
 def _replica_loss_scale(strategy):
@@ -800,23 +803,20 @@ def _replicated_step(strategy, real_images, z, settings, optimizers):
         one-device graph builds it: its sampler is the whole model's, on the whole z."""
         def build(_):
             if not averaged:
-                averaged.append(_averaged_sampler(z, settings.output_dim,
-                                                  settings.networks["precision"],
-                                                  settings.networks["implementation"],
-                                                  settings.image_size))
+                averaged.append(_step_averaged_sampler(z, settings))
         tf.distribute.get_replica_context().merge_call(build)
         return averaged[0]
 
     def replica_step():
         context = tf.distribute.get_replica_context()
-        # Replica ids run worker by worker: this worker's replicas are the last index's block.
+        # Replica ids run worker by worker (worker k holds k L ... k L + L - 1 of L each), so
+        # the id modulo L is the replica's place on this worker, and in the batch fed here.
         local = context.replica_id_in_sync_group % local_replicas
         share = tf.shape(real_images)[0] // local_replicas
         rows = slice(local * share, (local + 1) * share)
         step = _training_step(scale_pixels(real_images[rows]), z[rows], settings, optimizers,
                               loss_scale, build_averaged)
-        return (step.last_update, step.d_loss, step.g_loss, tf.reduce_mean(step.real_prob),
-                tf.reduce_mean(step.fake_prob))
+        return step.last_update, step.d_loss, step.g_loss, step.d_real, step.d_fake
 
     # do_not_convert: the function builds graph ops once; AutoGraph has nothing to convert.
     updates, *logged = strategy.extended.call_for_each_replica(
