@@ -3,9 +3,10 @@ tf.compat.v1 classes: MirroredStrategy over this machine's devices, and
 MultiWorkerMirroredStrategy across the machines TF_CONFIG names (cluster.py), one process each.
 
 The graph is built in the strategy's scope (dcgan.build_model(strategy=...)); this module picks
-the devices, makes the strategy, the server and the session settings, and builds the one op
-that gives every worker the chief's values after the chief restores a checkpoint. No all-reduce
-or cluster code of its own: every reduction is the strategy's.
+the devices, makes the strategy, the server and the session settings, and builds the ops every
+worker runs together: the chief's values after it restores a checkpoint, the workers' agreement
+on settings and data, and the stop vote. No all-reduce or cluster code of its own: every
+reduction is the strategy's.
 """
 import collections
 
@@ -15,13 +16,17 @@ import cluster as cluster_lib
 
 tf1 = tf.compat.v1
 
-# strategy: None on one device; target: the session target ('' in this process, else the
-# server's); cpu_devices: the CPU devices the session must have; local_replicas: replicas on
-# this machine; replicas: in sync across all workers; worker_index/workers: this process's place
-# (cluster.Cluster); server: the running tf.distribute.Server or None.
-Engine = collections.namedtuple(
-    "Engine", "strategy target cpu_devices local_replicas replicas worker_index workers server "
-              "description")
+class Engine(collections.namedtuple(
+        "Engine", "strategy target cpu_devices replicas worker_index workers server description")):
+    """strategy: None on one device; target: the session target ('' in this process, the
+    server's once start_server started it, None before); cpu_devices: the CPU devices the
+    session must have; replicas: in sync across all workers; worker_index/workers: this
+    process's place (cluster.Cluster); server: the running tf.distribute.Server or None."""
+
+    @property
+    def chief(self):
+        """Whether this process writes the run directory (the only one, or worker 0)."""
+        return self.worker_index == 0
 
 
 class EngineError(RuntimeError):
@@ -30,7 +35,7 @@ class EngineError(RuntimeError):
 
 def single_device():
     """No strategy: today's graph, in this process."""
-    return Engine(None, "", 1, 1, 1, 0, 1, None, None)
+    return Engine(None, "", 1, 1, 0, 1, None, None)
 
 
 def make_engine(devices, cluster=None):
@@ -40,7 +45,7 @@ def make_engine(devices, cluster=None):
     MirroredStrategy over the first `devices` GPUs TensorFlow sees or, on a machine without one,
     over as many logical CPU devices (how it is tested; each gets part of the cores). With a
     cluster: a MultiWorkerMirroredStrategy over `devices` GPUs per worker (one CPU per worker on
-    a machine without GPUs) and a started gRPC server on this task's TF_CONFIG address.
+    a machine without GPUs), whose server start_server starts.
 
     Raises:
       EngineError: fewer GPUs than asked for, or several CPU replicas per worker.
@@ -56,7 +61,7 @@ def make_engine(devices, cluster=None):
             _logical_cpus(devices)
         strategy = tf1.distribute.MirroredStrategy(devices=names)
         kind = "GPU" if gpus else "logical CPU"
-        return Engine(strategy, "", 1 if gpus else devices, devices, devices, 0, 1, None,
+        return Engine(strategy, "", 1 if gpus else devices, devices, 0, 1, None,
                       f"MirroredStrategy over {devices} {kind} devices ({', '.join(names)})")
     if not gpus and devices > 1:
         raise EngineError(f"--devices {devices} with TF_CONFIG: on machines without GPUs each "
@@ -71,7 +76,7 @@ def make_engine(devices, cluster=None):
         communication=tf.distribute.experimental.CommunicationImplementation.RING,
         cluster_resolver=resolver)
     replicas = strategy.num_replicas_in_sync
-    return Engine(strategy, None, 1, devices, replicas, cluster.worker_index, cluster.workers,
+    return Engine(strategy, None, 1, replicas, cluster.worker_index, cluster.workers,
                   None, f"MultiWorkerMirroredStrategy, {cluster_lib.describe(cluster)}, "
                         f"{devices} {'GPU' if gpus else 'CPU'} replica"
                         f"{'s' if devices > 1 else ''} here, {replicas} in all")
@@ -119,17 +124,13 @@ def chief_values_op(strategy, variables):
     checkpoint. Integer variables travel as float64, exact below 2^53."""
     def offered():
         first = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
-        return [tf.where(first, _portable(variable), tf.zeros_like(_portable(variable)))
-                for variable in variables]
+        values = [_portable(variable) for variable in variables]
+        return [tf.where(first, value, tf.zeros_like(value)) for value in values]
 
     with strategy.scope():
-        offers = strategy.extended.call_for_each_replica(
-            tf.autograph.experimental.do_not_convert(offered))
-        assigns = []
-        for variable, offer in zip(variables, offers):
-            total = strategy.reduce(tf.distribute.ReduceOp.SUM, offer, axis=None)
-            assigns.append(variable.assign(tf.cast(total, variable.dtype)))
-        return tf.group(*assigns, name="chief_values")
+        return tf.group(*[variable.assign(tf.cast(_sum(strategy, offer), variable.dtype))
+                          for variable, offer in zip(variables, _each_replica(strategy, offered))],
+                        name="chief_values")
 
 
 def _portable(variable):
@@ -137,13 +138,23 @@ def _portable(variable):
     return tf.cast(value, tf.float64) if value.dtype.is_integer else value
 
 
+def _each_replica(strategy, build):
+    """What `build()` returns on every replica (per-replica values), built in replica context.
+    do_not_convert: it builds graph ops once; AutoGraph has nothing to convert."""
+    return strategy.extended.call_for_each_replica(
+        tf.autograph.experimental.do_not_convert(build))
+
+
+def _sum(strategy, per_replica):
+    """The strategy's all-reduce sum over every replica of every worker."""
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+
 def replica_sum(strategy, value):
     """The sum over all replicas of every worker of `value()` (a float64 tensor each replica
     builds), by the strategy's all-reduce: every worker gets the same total."""
     with strategy.scope():
-        offers = strategy.extended.call_for_each_replica(
-            tf.autograph.experimental.do_not_convert(value))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, offers, axis=None)
+        return _sum(strategy, _each_replica(strategy, value))
 
 
 def agreement_op(strategy, values):

@@ -368,9 +368,8 @@ def restore_or_initialise(sess, run_graph, run, batches, seed, engine, run_optio
                                 run_options)
     # What a checkpoint does not hold is initialised all the same (several workers: together).
     sess.run(run_graph.init, options=run_options)
-    chief = engine.worker_index == 0
     restored = run.restore(sess, run_graph.saver, run_graph.checkpointed,
-                           set_aside_damaged=True) if chief else None
+                           set_aside_damaged=True) if engine.chief else None
     if not restored and run_graph.model.start_average is not None:
         sess.run(run_graph.model.start_average)
     if run_graph.chief_values is not None:
@@ -405,7 +404,6 @@ class Trainer:
         self.args, self.sess, self.run_graph, self.run, self.log = args, sess, run_graph, run, log
         self.engine, self.run_options = engine, run_options
         self.watching = watchdog.watching if watchdog else contextlib.nullcontext
-        self.chief = engine.worker_index == 0  # the only worker whose files are kept
         self.model = run_graph.model
         self.dataset, self.batches, self.evaluation, self.step = dataset, batches, evaluation, step
         self.fixed_z = sess.run(run_graph.fixed_z)
@@ -459,7 +457,7 @@ class Trainer:
 
     def check_finite(self, d_loss, g_loss):
         if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
-            kept = self.run.newest_checkpoint() if self.chief else "the chief's"
+            kept = self.run.newest_checkpoint() if self.engine.chief else "the chief's"
             raise runs.RunError(
                 f"step {self.step}: loss is not finite (D {d_loss}, G {g_loss}); training stopped "
                 f"without saving. The last good checkpoint is "
@@ -538,7 +536,7 @@ class Trainer:
         """Training first: the checkpoint, then the optional pictures and evaluation, whose
         failures are reported and cost nothing saved. The chief alone writes them (the other
         workers hold the same weights)."""
-        if not self.chief:
+        if not self.engine.chief:
             self.log.flush()
             return
         self.save_checkpoint()
@@ -564,7 +562,7 @@ class Trainer:
                 steps, step_seconds = self.train_epoch(interrupt)
                 if self.stopping(interrupt):
                     why = interrupt.signal_name or "another worker's signal"
-                    if not self.chief:
+                    if not self.engine.chief:
                         raise runs.RunError(f"{why}: every worker stopped at step {self.step}, "
                                             f"and the chief saved a checkpoint; start every "
                                             f"worker again with the same command to resume",
@@ -595,7 +593,7 @@ def train(args):
         engine = strategies.make_engine(args.devices, cluster)
     except strategies.EngineError as error:
         raise runs.RunError(str(error)) from None
-    if engine.worker_index == 0:
+    if engine.chief:
         run = runs.RunDir(args.out)
         with claims.open_for_training(run, args.fresh) as claim:  # one writer per run directory
             run.check_resumable(dict(vars(args), splits=list(args.splits)), RESUME_KEYS,
@@ -612,8 +610,7 @@ def train(args):
 def train_in(run, args, claim, engine, cluster):
     """Trains in a run directory this process holds the claim (claims.TrainingClaim) of."""
     dataset, batches = load_data(args)
-    chief = engine.worker_index == 0
-    if chief:
+    if engine.chief:
         check_same_pictures(run, dataset)
     if args.precision == "bfloat16":
         warning = devices.bfloat16_warning(devices.bfloat16_support())
@@ -621,7 +618,7 @@ def train_in(run, args, claim, engine, cluster):
             print(warning, file=sys.stderr, flush=True)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
-    evaluation = load_evaluation(args, dataset) if chief else None
+    evaluation = load_evaluation(args, dataset) if engine.chief else None
     output_dim = int(dataset.images.shape[-1])
     settings = dict(vars(args), splits=list(args.splits), output_dim=output_dim,
                     num_images=len(dataset.images), tensorflow=tf.__version__,
@@ -671,7 +668,7 @@ def train_in(run, args, claim, engine, cluster):
         trainer = Trainer(args, sess, run_graph, run, log, dataset, batches, evaluation, step,
                           engine, run_options, watchdog)
         trainer.train()
-    where = args.out if chief else "kept by the chief"
+    where = args.out if engine.chief else "kept by the chief"
     print(f"done: {options.plural(trainer.step, 'step')}, "
           f"{options.plural(batches.epoch, 'epoch')}; run directory {where}")
 

@@ -83,9 +83,9 @@ def failure_line(engine, run, progress, what):
         return (f"{worker}: the other workers did not all join ({what}). Start every worker "
                 f"TF_CONFIG lists, with the same command; one that refused to start says why "
                 f"in its own output.")
-    kept = run.newest_checkpoint() if engine.worker_index == 0 else None
+    kept = run.newest_checkpoint() if engine.chief else None
     resume = f"the last checkpoint is {kept}" if kept else \
-        "the chief keeps the checkpoints" if engine.worker_index else "no checkpoint yet"
+        "no checkpoint yet" if engine.chief else "the chief keeps the checkpoints"
     return (f"{worker}: the other workers stopped answering ({what}); {resume}. Start every "
             f"worker again with the same command to resume.")
 
