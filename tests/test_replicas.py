@@ -63,12 +63,18 @@ def test_every_replica_holds_the_same_copy_of_every_variable():
 # size, so where a gradient is near zero a difference of 1e-6 moves the weight by a few percent
 # of the learning rate, and the generator's gradient, taken after the discriminator's update,
 # inherits that. Measured after one step (32x32, batch 16): D's Adam moments within 2e-6 of their
-# largest value, G's within 4e-3, every weight within 11% of the learning rate (a handful of
-# G's 3.3 million), where a step the other way is 200%. A missing 1/N
-# doubles every first moment and quadruples every second one. After a few steps both runs, like
+# largest value, G's within 4e-3 on an AMD EPYC (Zen 5) and within 3.5e-2 on an Intel Xeon
+# (Emerald Rapids: its kernels round otherwise), and every weight within 11% of the learning rate
+# (a handful of G's 3.3 million) but where a near-zero gradient's sign comes out the other way:
+# that weight steps the other way, 200% of the learning rate. On that Xeon, from run to run,
+# none to 0.05% of a G variable's weights did (1,699 of deconv2's 3.3 million). So at most a
+# FLIPPED_WEIGHTS share of a variable's weights may differ by more than WEIGHT_STEPS: a batch of
+# other rows moves 4% to 24% of every variable's weights the other way (16x16, one step). A
+# missing 1/N doubles every first moment and quadruples every second one (a difference of 1 and
+# 3: ten times the bound). After a few steps both runs, like
 # any two float32 orders of summation, drift apart (two one-device runs with TensorFlow's and the
 # rewritten convolutions: 30% in G's moments by step 4), so the comparison is of one step.
-D_MOMENTS, G_MOMENTS, WEIGHT_STEPS = 1e-5, 2e-2, 0.5
+D_MOMENTS, G_MOMENTS, WEIGHT_STEPS, FLIPPED_WEIGHTS = 1e-5, 1e-1, 0.5, 1e-2
 LEARNING_RATE = 2e-4  # hyperparameters.LEARNING_RATE
 
 
@@ -83,7 +89,8 @@ def assert_matches_one_device(one, two):
         elif "moving_" in name:
             assert relative_difference(value, two[name]) < 1e-4, name
         elif name.startswith(("discriminator/", "generator/", "g_ema/")):
-            assert np.max(np.abs(value - two[name])) < WEIGHT_STEPS * LEARNING_RATE, name
+            moved_otherwise = np.abs(value - two[name]) >= WEIGHT_STEPS * LEARNING_RATE
+            assert moved_otherwise.mean() <= FLIPPED_WEIGHTS, (name, int(moved_otherwise.sum()))
 
 
 def test_two_replicas_with_synchronized_batch_norm_match_one_device():
