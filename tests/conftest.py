@@ -15,7 +15,7 @@ def pytest_configure(config):
     """Splits the CPU into TEST_CPU_DEVICES logical devices before any test starts TensorFlow's
     runtime (it cannot change afterwards). One-device graphs are placed on CPU:0 as before.
     TensorFlow is imported as the entry points import it, its start-up lines filtered."""
-    import quiet_start
+    from machinery import quiet_start
 
     tf = quiet_start.import_tensorflow()
 

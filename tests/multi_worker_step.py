@@ -16,9 +16,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import cluster as cluster_lib  # noqa: E402
-import dcgan  # noqa: E402
-import strategies  # noqa: E402
+from machinery import cluster as cluster_lib  # noqa: E402
+from machinery import sessions, strategies, training_step
 
 tf1 = tf.compat.v1
 SIZE, BATCH, Z_DIM, TIMEOUT_MS = 16, 8, 100, 120_000  # as tests/test_replicas.py
@@ -29,14 +28,14 @@ def main(mode, out):
     engine = strategies.make_engine(1, cluster)
     with tf.Graph().as_default():
         tf1.set_random_seed(0)
-        model = dcgan.build_model(1, strategy=engine.strategy, sync_batch_norm=True,
+        model = training_step.build_model(1, strategy=engine.strategy, sync_batch_norm=True,
                                   image_size=SIZE, g_steps=1)
         variables = tf1.global_variables()
         chief_values = strategies.chief_values_op(engine.strategy, variables)
         changes = tf.group(*[v.assign(v + tf.cast(index + 1, v.dtype))
                              for index, v in enumerate(variables)])
         init = tf1.global_variables_initializer()
-        config = dcgan.session_config(inter_op_threads=4)
+        config = sessions.session_config(inter_op_threads=4)
         engine, config = strategies.start_server(engine, cluster, config)
         options = tf1.RunOptions(timeout_in_ms=TIMEOUT_MS)
         with tf1.Session(engine.target, config=config) as sess:
@@ -49,7 +48,7 @@ def main(mode, out):
                 images = np.random.default_rng(0).integers(0, 256, (BATCH, SIZE, SIZE, 1),
                                                            dtype=np.uint8)
                 for step in range(3):
-                    feed = dcgan.step_feed(model, images, np.arange(BATCH), 0, step,
+                    feed = sessions.step_feed(model, images, np.arange(BATCH), 0, step,
                                            engine.worker_index, engine.workers)
                     sess.run(model.train_step, feed, options)
             values = sess.run(variables)

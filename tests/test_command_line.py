@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-import quiet_start
+from machinery import quiet_start
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENTRY_POINTS = ("train", "generate", "evaluate", "features", "bench")
@@ -105,7 +105,7 @@ def test_on_a_machine_with_an_nvidia_gpu_the_cuda_lines_are_kept():
 def test_a_process_that_dies_inside_the_filter_loses_no_real_line():
     """The filter is a process of its own: it drains the pipe after this one is killed (a C++
     CHECK failure aborts the process in the middle of TensorFlow's import)."""
-    program = ("import os, quiet_start\n"
+    program = ("import os\nfrom machinery import quiet_start\n"
                "with quiet_start.chatter_filtered():\n"
                f"    os.write(2, {CHATTER!r})\n"
                "    os.write(2, b'F0000 00:00:1.0 1 check.cc:1] Check failed: real problem\\n')\n"
@@ -118,7 +118,7 @@ def test_a_process_that_dies_inside_the_filter_loses_no_real_line():
 
 
 def test_importing_tensorflow_leaves_the_environment_and_stderr_as_they_were():
-    program = ("import os, sys, quiet_start\n"
+    program = ("import os, sys\nfrom machinery import quiet_start\n"
                "quiet_start.import_tensorflow()\n"
                "print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'))\n"
                "print('after the import', file=sys.stderr)\n")

@@ -5,15 +5,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import convolutions
 import dcgan
-import hyperparameters
+from machinery import convolutions, hyperparameters, sessions
 
 tf1 = tf.compat.v1
 
 
 def session(graph):
-    return tf1.Session(graph=graph, config=dcgan.session_config())
+    return tf1.Session(graph=graph, config=sessions.session_config())
 
 
 def assert_same_values_and_gradients(graph, rng, pairs):

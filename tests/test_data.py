@@ -16,6 +16,7 @@ import pytest
 import scipy.io
 
 import data
+from machinery import downloads, image_rows
 
 
 def write_svhn(path, count, seed=0, labels=None):
@@ -95,14 +96,14 @@ def test_rows_are_read_a_chunk_at_a_time_and_resized_as_resize_does(tmp_path, mo
     images = np.random.default_rng(0).integers(0, 256, (23, 16, 16, 3)).astype(np.uint8)
     np.save(tmp_path / "images.npy", images)
     cache = np.load(tmp_path / "images.npy", mmap_mode="r")
-    monkeypatch.setattr(data, "READ_CHUNK", 4)
+    monkeypatch.setattr(image_rows, "READ_CHUNK", 4)
     rows = np.array([0, 3, 4, 9, 10, 11, 22])
-    np.testing.assert_array_equal(data.read_rows(cache, rows), images[rows])
-    np.testing.assert_array_equal(data.read_rows(cache, rows, 8), data.resize(images[rows], 8))
-    lazy = data.ImageRows(cache, rows, 8)
+    np.testing.assert_array_equal(image_rows.read_rows(cache, rows), images[rows])
+    np.testing.assert_array_equal(image_rows.read_rows(cache, rows, 8), image_rows.resize(images[rows], 8))
+    lazy = image_rows.ImageRows(cache, rows, 8)
     assert len(lazy) == 7
-    np.testing.assert_array_equal(lazy[2:5], data.resize(images[rows[2:5]], 8))
-    assert data.read_rows(cache, []).shape == (0, 16, 16, 3)
+    np.testing.assert_array_equal(lazy[2:5], image_rows.resize(images[rows[2:5]], 8))
+    assert image_rows.read_rows(cache, []).shape == (0, 16, 16, 3)
 
 
 def test_batches_are_shuffled_deterministically_per_seed():
@@ -320,7 +321,7 @@ def test_downloaded_files_get_the_usual_permissions(tmp_path, mnist_files, umask
     try:
         name = "train-images-idx3-ubyte.gz"
         target = tmp_path / name
-        data.download_file(server.url + name, str(target), hashlib.md5(mnist_files[name]).hexdigest())
+        downloads.download_file(server.url + name, str(target), hashlib.md5(mnist_files[name]).hexdigest())
         assert (target.stat().st_mode & 0o777) == (0o666 & ~umask)
         assert target.read_bytes() == mnist_files[name]
     finally:

@@ -5,14 +5,14 @@ import pytest
 import tensorflow as tf
 
 import dcgan
-import hyperparameters
+from machinery import averaged_generator, hyperparameters, sessions, training_step
 
 tf1 = tf.compat.v1
 BATCH = 8
 
 
 def session(graph):
-    return tf1.Session(graph=graph, config=dcgan.session_config())
+    return tf1.Session(graph=graph, config=sessions.session_config())
 
 
 def variable_shapes(scope):
@@ -162,7 +162,7 @@ def test_each_update_changes_only_its_network(graph):
 
 
 def test_sampler_uses_moving_statistics(graph):
-    model = dcgan.build_model(1, g_steps=1)
+    model = training_step.build_model(1, g_steps=1)
     rng = np.random.default_rng(3)
     z = rng.uniform(-1, 1, (BATCH, hyperparameters.Z_DIM)).astype(np.float32)
     images = rng.integers(0, 256, (BATCH, 32, 32, 1), dtype=np.uint8)
@@ -206,7 +206,7 @@ def test_value_errors(graph):
         with pytest.raises(ValueError, match="smooth"):
             dcgan.model_loss(image, z, 3, smooth=smooth)
         with pytest.raises(ValueError, match="smooth"):
-            dcgan.build_model(3, smooth=smooth)
+            training_step.build_model(3, smooth=smooth)
     with pytest.raises(ValueError, match="real images"):
         dcgan.model_loss(tf1.placeholder(tf.float32, [None, 32, 32, 1]), z, 3)
     loss = tf.constant(1.0)
@@ -215,9 +215,9 @@ def test_value_errors(graph):
     with pytest.raises(ValueError, match="beta1"):
         dcgan.model_optimizers(loss, loss, beta1=1.0)
     with pytest.raises(ValueError, match="g_steps"):
-        dcgan.build_model(3, g_steps=0)
+        training_step.build_model(3, g_steps=0)
     with pytest.raises(ValueError, match="z_dim"):
-        dcgan.build_model(3, z_dim=0)
+        training_step.build_model(3, z_dim=0)
 
 
 def two_call_reference(channels, g_steps, batches):
@@ -242,7 +242,7 @@ def two_call_reference(channels, g_steps, batches):
 def fused(channels, g_steps, batches, initial):
     with tf.Graph().as_default() as graph:
         tf1.set_random_seed(7)
-        model = dcgan.build_model(channels, g_steps=g_steps)
+        model = training_step.build_model(channels, g_steps=g_steps)
         with session(graph) as sess:
             sess.run(tf1.global_variables_initializer())
             for variable in tf1.global_variables():
@@ -282,7 +282,7 @@ def test_the_averaged_generator_is_an_exact_moving_average(graph):
     """g_ema_decay: after every step (one G update each), w_avg = d w_avg + (1 - d) w, starting
     from the initial weights; compared with the same recursion in NumPy."""
     decay = 0.75
-    model = dcgan.build_model(1, g_steps=1, g_ema_decay=decay)
+    model = training_step.build_model(1, g_steps=1, g_ema_decay=decay)
     trained = tf1.trainable_variables("generator/")
     copies = {v.op.name: v for v in tf1.global_variables("g_ema/")}
     averages = [copies[f"g_ema/{v.op.name}"] for v in trained]
@@ -301,9 +301,9 @@ def test_the_averaged_generator_is_an_exact_moving_average(graph):
             expected = [np.float32(decay) * a + np.float32(1 - decay) * w
                         for a, w in zip(expected, weights)]
         got = sess.run(averages)
-        dcgan.prepare_sampler(sess, model.averaged)
-        averaged_images = dcgan.run_sampler(sess, model.averaged, np.zeros((2, 100), np.float32))
-        raw_images = dcgan.run_sampler(sess, model.sampler, np.zeros((2, 100), np.float32))
+        averaged_generator.prepare_sampler(sess, model.averaged)
+        averaged_images = sessions.run_sampler(sess, model.averaged, np.zeros((2, 100), np.float32))
+        raw_images = sessions.run_sampler(sess, model.sampler, np.zeros((2, 100), np.float32))
     for want, have, variable in zip(expected, got, trained):
         np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-7, err_msg=variable.op.name)
         assert not np.array_equal(have, weights[trained.index(variable)])  # it lags behind
@@ -311,9 +311,9 @@ def test_the_averaged_generator_is_an_exact_moving_average(graph):
 
 
 def test_without_g_ema_the_graph_has_no_average(graph):
-    model = dcgan.build_model(1, g_steps=2)
+    model = training_step.build_model(1, g_steps=2)
     assert model.averaged is None and model.start_average is None
     assert not [op.name for op in graph.get_operations()
                 if op.name.startswith(("g_ema", "update_average", "start_average"))]
     with pytest.raises(ValueError, match="g_ema_decay"):
-        dcgan.build_model(1, g_ema_decay=1.0)
+        training_step.build_model(1, g_ema_decay=1.0)

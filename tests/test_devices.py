@@ -10,9 +10,9 @@ import time
 import pytest
 
 import bench
-import devices
 import generate
 import train
+from machinery import devices
 from test_train import args as argv
 
 

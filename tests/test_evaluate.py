@@ -6,13 +6,9 @@ import os
 import numpy as np
 import pytest
 
-import classifiers
-import durable
 import evaluate
-import metrics
-import quality
-import runs
 import train
+from machinery import classifiers, durable, metrics, quality, run_directory
 
 
 def test_identical_feature_sets_are_at_distance_zero():
@@ -146,7 +142,7 @@ def test_eval_every_adds_quality_to_metrics_and_evaluate_py_reports(tmp_path, fa
     assert train.main(argv) == 0
     out = capsys.readouterr().out
     assert "epoch 1 quality: classifier score" in out
-    rows = metrics.read_metrics(runs.RunDir(str(run)).metrics_path)
+    rows = metrics.read_metrics(run_directory.RunDir(str(run)).metrics_path)
     quality_rows = [row for row in rows if "classifier_score" in row]
     assert len(quality_rows) == 1 and quality_rows[0]["step"] == 3
     assert 1.0 <= quality_rows[0]["classifier_score"] <= 10.0

@@ -18,11 +18,8 @@ import pytest
 
 import evaluate
 import generate
-import metrics
-import classifiers
-import quality
-import runs
 import train
+from machinery import checkpoints, classifiers, durable, metrics, quality, run_directory
 from test_train import args as argv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,11 +60,12 @@ def one_error_line(stderr):
 
 
 def checkpoint_steps(run):
-    return [runs.checkpoint_step(prefix) for prefix in runs.RunDir(str(run)).checkpoints()]
+    return [checkpoints.checkpoint_step(prefix)
+            for prefix in checkpoints.listed(run_directory.RunDir(str(run)).checkpoint_dir)]
 
 
 def metric_steps(run):
-    return [int(row["step"]) for row in metrics.read_metrics(runs.RunDir(str(run)).metrics_path)
+    return [int(row["step"]) for row in metrics.read_metrics(run_directory.RunDir(str(run)).metrics_path)
             if "d_loss" in row]
 
 
@@ -185,7 +183,7 @@ def test_evaluate_prints_its_result_even_when_it_cannot_save_it(run, capsys, mon
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(runs, "write_json", refuse)
+    monkeypatch.setattr(durable, "write_json", refuse)
     before = snapshot(run)
     assert evaluate.main(["--run", str(run), "--num", "8"]) == 1
     captured = capsys.readouterr()

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import dcgan
 import features
+from machinery import feature_svm, sessions
 
 tf1 = tf.compat.v1
 
@@ -17,7 +18,7 @@ def test_features_are_each_layer_max_pooled_to_4x4(graph, channels):
     x = tf1.placeholder(tf.float32, [None, 32, 32, channels])
     pooled, activations = dcgan.discriminator_features(x)
     assert pooled.shape.as_list() == [None, 16 * (64 + 128 + 256)] == [None, 7168]
-    with tf1.Session(graph=graph, config=dcgan.session_config()) as sess:
+    with tf1.Session(graph=graph, config=sessions.session_config()) as sess:
         sess.run(tf1.global_variables_initializer())
         images = np.random.default_rng(1).uniform(-1, 1, (3, 32, 32, channels))
         got, layers = sess.run([pooled, activations], {x: images})
@@ -37,7 +38,7 @@ def test_the_features_are_the_discriminators_in_inference_mode(graph):
     x = tf1.placeholder(tf.float32, [None, 32, 32, 1])
     pooled, _ = dcgan.discriminator_features(x)
     images = np.random.default_rng(2).uniform(-1, 1, (4, 32, 32, 1))
-    with tf1.Session(graph=graph, config=dcgan.session_config()) as sess:
+    with tf1.Session(graph=graph, config=sessions.session_config()) as sess:
         sess.run(tf1.global_variables_initializer())
         alone, together = sess.run(pooled, {x: images[:1]}), sess.run(pooled, {x: images})
     np.testing.assert_allclose(alone[0], together[0], rtol=1e-5, atol=1e-6)
@@ -52,21 +53,21 @@ def separable(count, seed):
 
 
 def test_the_svm_separates_a_separable_set_and_picks_c_on_validation():
-    error, c = features.svm_test_error(separable(50, 1), separable(100, 2), separable(200, 3))
-    assert error == 0.0 and c in features.SVM_C
+    error, c = feature_svm.svm_test_error(separable(50, 1), separable(100, 2), separable(200, 3))
+    assert error == 0.0 and c in feature_svm.SVM_C
     noise = np.random.default_rng(4).normal(size=(200, 20)), np.arange(200) % 10
-    error, _ = features.svm_test_error(noise, noise, noise)  # no signal: chance is 0.9
+    error, _ = feature_svm.svm_test_error(noise, noise, noise)  # no signal: chance is 0.9
     assert 0.0 <= error <= 1.0
 
 
 def test_label_draws_are_balanced_seeded_and_disjoint_from_validation():
     labels = np.repeat(np.arange(10), 30)
-    labeled, validation = features.draw_labeled(labels, 3, 50, np.random.default_rng(0))
+    labeled, validation = feature_svm.draw_labeled(labels, 3, 50, np.random.default_rng(0))
     assert np.bincount(labels[labeled], minlength=10).tolist() == [3] * 10
     assert len(validation) == 50 and not set(labeled) & set(validation)
-    again, _ = features.draw_labeled(labels, 3, 50, np.random.default_rng(0))
+    again, _ = feature_svm.draw_labeled(labels, 3, 50, np.random.default_rng(0))
     np.testing.assert_array_equal(labeled, again)
-    _, everything_else = features.draw_labeled(labels, 3, None, np.random.default_rng(0))
+    _, everything_else = feature_svm.draw_labeled(labels, 3, None, np.random.default_rng(0))
     assert len(everything_else) == 300 - 30
 
 

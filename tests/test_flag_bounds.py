@@ -11,9 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-import features
-import options
-import runs
+from machinery import errors, feature_svm, options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENTRY_POINTS = ("train", "generate", "evaluate", "features", "bench")
@@ -156,14 +154,14 @@ def test_the_commands_of_the_issue_exit_2_with_one_line(argv, tmp_path):
 
 def test_features_refuses_more_labels_than_the_pool_allows():
     balanced = np.repeat(np.arange(10), 30)  # 30 a class, 300 in all
-    features.check_label_count(290, balanced)  # 29 a class, 10 left to validate on
-    with pytest.raises(runs.RunError, match="use at most 290$"):
-        features.check_label_count(300, balanced)  # none left to validate on
+    feature_svm.check_label_count(290, balanced)  # 29 a class, 10 left to validate on
+    with pytest.raises(errors.RunError, match="use at most 290$"):
+        feature_svm.check_label_count(300, balanced)  # none left to validate on
     rare = np.concatenate([np.repeat(np.arange(9), 30), np.full(10, 9)])  # 10 of class 9
-    with pytest.raises(runs.RunError, match=r"^--labels 200 is more than this dataset allows: "
+    with pytest.raises(errors.RunError, match=r"^--labels 200 is more than this dataset allows: "
                                             r"its labeled pool has 280 images, 10 of its rarest "
                                             r"class, .* use at most 100$"):
-        features.check_label_count(200, rare)
+        feature_svm.check_label_count(200, rare)
 
 
 def test_a_bounded_type_reads_like_argparse_types():

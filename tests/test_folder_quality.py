@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import classifiers
 import data
 import evaluate
 import features
-import metrics
-import quality
-import runs
 import train
+from machinery import (classifiers, durable, errors, feature_svm, image_rows, metrics, quality,
+                       run_directory)
 
 CLASSES = ("bottom", "left", "top")  # sorted, so labels 0, 1, 2
 
@@ -215,10 +213,10 @@ def test_the_folder_classifier_reads_and_resizes_only_what_its_steps_use(tmp_pat
     row of the cache."""
     monkeypatch.setattr(classifiers, "TRAIN_BATCH", 4)
     monkeypatch.setattr(classifiers, "FOLDER_CLASSIFIER_STEPS", 3)
-    monkeypatch.setattr(data, "READ_CHUNK", 5)
+    monkeypatch.setattr(image_rows, "READ_CHUNK", 5)
     resized = []
-    real_resize = data.resize
-    monkeypatch.setattr(data, "resize", lambda images, size: resized.append(len(images)) or
+    real_resize = image_rows.resize
+    monkeypatch.setattr(image_rows, "resize", lambda images, size: resized.append(len(images)) or
                         real_resize(images, size))
     root, data_dir = str(tmp_path / "pictures"), str(tmp_path / "data")
     write_folder(root, per_class=30)  # 72 to train on, 18 held out
@@ -275,7 +273,7 @@ def test_a_labeled_folder_run_is_scored_during_and_after_training(tmp_path, quic
     assert "training the 3-class folder classifier once (24 images" in out
     assert "epoch 1 quality: classifier score" in out and "of at most 3 (real" in out
     assert "30 images of 16x16x1\n" in out  # decoded at 16, not resized from 32
-    config = runs.RunDir(str(run)).read_config()
+    config = run_directory.RunDir(str(run)).read_config()
     rows = [row for row in metrics.read_metrics(str(run / "metrics.csv"))
             if "classifier_score" in row]
     assert len(rows) == 1 and 1.0 <= rows[0]["classifier_score"] <= 3.0
@@ -295,7 +293,7 @@ def test_a_labeled_folder_run_is_scored_during_and_after_training(tmp_path, quic
     assert f"{tmp_path / 'pictures'} (3 classes) at 16x16" in out and "transductive" in out
     result = json.loads((run / "features.json").read_text())
     assert result["dataset"] == "folder" and result["num_classes"] == 3
-    for name in features.FEATURE_SETS:  # 10 a class would leave none to validate on: 7 a class
+    for name in feature_svm.FEATURE_SETS:  # 10 a class would leave none to validate on: 7 a class
         assert result[name]["labels"] == 21 and result[name]["validation_images"] == 3
         assert result[name]["test_images"] == 6 and 0.0 <= result[name]["test_error_mean"] <= 1
 
@@ -331,18 +329,18 @@ def test_a_folder_without_classes_trains_but_is_not_scored(tmp_path, capsys):
 # --- features.py's label counts for K classes ----------------------------------------------------
 def test_label_draws_and_counts_follow_the_number_of_classes():
     labels = np.repeat(np.arange(3), 8)
-    labeled, validation = features.draw_labeled(labels, 2, None, np.random.default_rng(0), 3)
+    labeled, validation = feature_svm.draw_labeled(labels, 2, None, np.random.default_rng(0), 3)
     assert np.bincount(labels[labeled]).tolist() == [2, 2, 2] and len(validation) == 18
-    assert features.most_labels(labels, 3) == 21
-    assert features.default_labels("folder", labels, 3) == 21  # 10 a class asked, 7 possible
-    assert features.default_labels("folder", np.repeat(np.arange(3), 50), 3) == 30
-    assert features.default_labels("svhn", labels, 10) == 1000
-    features.check_label_count(3, labels, 3)
-    with pytest.raises(runs.RunError, match="^--labels 2 is fewer than one a class: this "
+    assert feature_svm.most_labels(labels, 3) == 21
+    assert feature_svm.default_labels("folder", labels, 3) == 21  # 10 a class asked, 7 possible
+    assert feature_svm.default_labels("folder", np.repeat(np.arange(3), 50), 3) == 30
+    assert feature_svm.default_labels("svhn", labels, 10) == 1000
+    feature_svm.check_label_count(3, labels, 3)
+    with pytest.raises(errors.RunError, match="^--labels 2 is fewer than one a class: this "
                                             "dataset has 3 classes; use at least 3$"):
-        features.check_label_count(2, labels, 3)
-    with pytest.raises(runs.RunError, match="too small for one label a class of its 3"):
-        features.check_label_count(3, np.arange(3), 3)  # one image a class: none to validate
+        feature_svm.check_label_count(2, labels, 3)
+    with pytest.raises(errors.RunError, match="too small for one label a class of its 3"):
+        feature_svm.check_label_count(3, np.arange(3), 3)  # one image a class: none to validate
 
 
 def test_features_read_only_the_labels_validation_and_test_images_they_use(tmp_path,
@@ -350,14 +348,14 @@ def test_features_read_only_the_labels_validation_and_test_images_they_use(tmp_p
     """A folder larger than RAM, in small: with 6 validation and 4 test images, features.py
     reads 6 labels + 6 others of the four fifths and 4 of the held-out fifth, a chunk at a time,
     and every draw finds its labels a class among them."""
-    monkeypatch.setitem(features.VALIDATION_IMAGES, "folder", 6)
-    monkeypatch.setattr(features, "FOLDER_TEST_IMAGES", 4)
-    monkeypatch.setattr(data, "READ_CHUNK", 5)
+    monkeypatch.setitem(feature_svm.VALIDATION_IMAGES, "folder", 6)
+    monkeypatch.setattr(feature_svm, "FOLDER_TEST_IMAGES", 4)
+    monkeypatch.setattr(image_rows, "READ_CHUNK", 5)
     root = str(tmp_path / "pictures")
     write_folder(root, per_class=30)  # 72 in the pool, 18 held out
     dataset = data.load_folder(root, str(tmp_path / "data"), image_size=16, log=quiet)
     counted = CountedRows(dataset.images)
-    splits, labels = features._folder_splits(dataset._replace(images=counted), 6)
+    splits, labels = feature_svm._folder_splits(dataset._replace(images=counted), 6)
     assert labels == 6 and all(len(rows) <= 5 for rows in counted.reads)
     read = np.concatenate(counted.reads)
     assert len(read) == len(set(read)) == 16
@@ -367,12 +365,12 @@ def test_features_read_only_the_labels_validation_and_test_images_they_use(tmp_p
     np.testing.assert_array_equal(splits.pool_images, dataset.images[np.sort(read[:12])])
     assert np.bincount(splits.pool_labels, minlength=3).min() >= 3  # 2 labels a class, 1 spare
     for draw in range(3):
-        labeled, validation = features.draw_labeled(
+        labeled, validation = feature_svm.draw_labeled(
             splits.pool_labels, 2, 6, np.random.default_rng([0, draw]), 3)
         assert np.bincount(splits.pool_labels[labeled]).tolist() == [2, 2, 2]
         assert len(validation) == 6
     # --labels left out: 10 a class, drawn from the whole pool's counts.
-    assert features._folder_splits(dataset, None)[1] == 30
+    assert feature_svm._folder_splits(dataset, None)[1] == 30
 
 
 def folder_run_settings(tmp_path, images, **more):
@@ -389,13 +387,13 @@ def test_evaluate_and_features_load_the_folder_again_as_the_run_decoded_it(tmp_p
     write_folder(root, per_class=4)
     config, dataset = folder_run_settings(tmp_path, root)
     messages = []
-    again, path = runs.load_trained_folder(config, messages.append)
+    again, path = run_directory.load_trained_folder(config, messages.append)
     assert path == root and again.fingerprint == dataset.fingerprint
     assert any("from the cache" in message for message in messages)  # not decoded again
     np.testing.assert_array_equal(again.images, dataset.images)
     with pytest.raises(data.DatasetError, match=r"has changed since the run trained on it \(12 "
                                                 r"images then, 12 now\)"):
-        runs.load_trained_folder(dict(config, data_fingerprint="0" * 16), quiet)
+        run_directory.load_trained_folder(dict(config, data_fingerprint="0" * 16), quiet)
 
 
 def test_a_relative_path_of_a_runs_settings_is_relative_to_where_it_started(tmp_path,
@@ -404,7 +402,7 @@ def test_a_relative_path_of_a_runs_settings_is_relative_to_where_it_started(tmp_
     (start / "pictures").mkdir(parents=True)
     elsewhere.mkdir()
     monkeypatch.chdir(start)
-    run = runs.RunDir(str(tmp_path / "run"))
+    run = run_directory.RunDir(str(tmp_path / "run"))
     os.makedirs(run.path)
     run.write_config({"images": "pictures"})
     config = json.loads(open(run.config_path).read())
@@ -412,13 +410,13 @@ def test_a_relative_path_of_a_runs_settings_is_relative_to_where_it_started(tmp_
     run.write_config({"images": "pictures", "working_dir": "/named"})  # as the settings say
     assert run.saved_config()["working_dir"] == "/named"
     monkeypatch.chdir(elsewhere)
-    assert runs.setting_path(config, "images") == str(start / "pictures")
-    assert runs.setting_path(config, "data_dir", "data") == str(start / "data")
-    assert runs.setting_path(dict(config, images=str(tmp_path)), "images") == str(tmp_path)
-    assert runs.setting_path({"images": "pictures"}, "images") == "pictures"  # an older run
+    assert run_directory.setting_path(config, "images") == str(start / "pictures")
+    assert run_directory.setting_path(config, "data_dir", "data") == str(start / "data")
+    assert run_directory.setting_path(dict(config, images=str(tmp_path)), "images") == str(tmp_path)
+    assert run_directory.setting_path({"images": "pictures"}, "images") == "pictures"  # an older run
     (elsewhere / "moved").mkdir()  # only here: the tree was moved, the run with it
-    assert runs.setting_path(dict(config, images="moved"), "images") == "moved"
-    assert runs.setting_path(config, "channels") is None
+    assert run_directory.setting_path(dict(config, images="moved"), "images") == "moved"
+    assert run_directory.setting_path(config, "channels") is None
 
 
 def test_evaluate_and_features_work_from_another_folder(tmp_path, quick_classifier,
@@ -448,13 +446,13 @@ def test_evaluate_and_features_work_from_another_folder(tmp_path, quick_classifi
 
 
 def test_a_folder_runs_settings_must_name_its_folder(tmp_path):
-    run = runs.RunDir(str(tmp_path))
+    run = run_directory.RunDir(str(tmp_path))
     settings = {"dataset": "folder", "output_dim": 1, "z_dim": 100}
-    runs.write_json(run.config_path, settings)
-    with pytest.raises(runs.RunError, match="run settings lack images, fit, data_fingerprint, "
+    durable.write_json(run.config_path, settings)
+    with pytest.raises(errors.RunError, match="run settings lack images, fit, data_fingerprint, "
                                             "num_images$"):
         run.read_config()
-    runs.write_json(run.config_path, dict(settings, images=7, fit="crop", data_fingerprint="f",
+    durable.write_json(run.config_path, dict(settings, images=7, fit="crop", data_fingerprint="f",
                                           num_images=3))
-    with pytest.raises(runs.RunError, match="images 7 is not a str; the file is damaged$"):
+    with pytest.raises(errors.RunError, match="images 7 is not a str; the file is damaged$"):
         run.read_config()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import image_folder
+from machinery import image_folder
 
 SIZE = 8
 WHITE = 255

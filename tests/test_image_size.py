@@ -12,16 +12,14 @@ import pytest
 import tensorflow as tf
 
 import bench
-import classifiers
-import convolutions
 import data
 import dcgan
 import evaluate
 import features
 import generate
-import hyperparameters
-import pictures
 import train
+from machinery import (benchmark, classifiers, convolutions, hyperparameters, image_rows,
+                       pictures, sessions, training_step)
 from test_train import args
 
 tf1 = tf.compat.v1
@@ -84,7 +82,7 @@ def test_networks_at_each_size_have_the_shapes_and_parameters_counted_by_hand(gr
     assert pooled.shape.as_list() == [None, 16 * sum(D_WIDTHS[size])]
     assert trainable_count("generator") == generator_parameters(G_WIDTHS[size], 3)
     assert trainable_count("discriminator") == discriminator_parameters(D_WIDTHS[size], 3)
-    with tf1.Session(graph=graph, config=dcgan.session_config()) as sess:
+    with tf1.Session(graph=graph, config=sessions.session_config()) as sess:
         sess.run(tf1.global_variables_initializer())
         out, prob = sess.run([images, probability],
                              {z: np.random.default_rng(0).uniform(-1, 1, (1, 100))})
@@ -105,14 +103,14 @@ def test_at_32_the_same_seed_trains_the_same_numbers():
     graph = tf.Graph()
     with graph.as_default():
         tf1.set_random_seed(0)
-        model = dcgan.build_model(3)
+        model = training_step.build_model(3)
         init = tf1.global_variables_initializer()
     images = np.random.default_rng(7).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     losses = []
-    with tf1.Session(graph=graph, config=dcgan.session_config()) as sess:
+    with tf1.Session(graph=graph, config=sessions.session_config()) as sess:
         sess.run(init)
         for step in range(3):
-            feed = dcgan.step_feed(model, images, np.arange(8), 0, step)
+            feed = sessions.step_feed(model, images, np.arange(8), 0, step)
             losses.append(sess.run([model.train_step, model.d_loss, model.g_loss],
                                    feed)[1:])
         with graph.as_default():
@@ -157,7 +155,7 @@ def test_the_rewrites_follow_the_measurements_at_each_size(graph):
 
 def test_bench_counts_flops_from_the_rule():
     """The 32x32 count the docs give (1.0814 GFLOP), and 64 and 16 from the hand widths."""
-    assert bench.flop_count(3, 1) == pytest.approx(1.0814e9, rel=1e-4)
+    assert benchmark.flop_count(3, 1) == pytest.approx(1.0814e9, rel=1e-4)
 
     def by_hand(size, channels):
         g = [100 * 16 * G_WIDTHS[size][0]]
@@ -176,7 +174,7 @@ def test_bench_counts_flops_from_the_rule():
         return 2 * (g_fwd + 4 * d_fwd + 2 * (d_fwd - d[0]) + 2 * d_fwd + 2 * g_fwd - g[0])
 
     for size in (16, 64):
-        assert bench.flop_count(3, 1, image_size=size) == by_hand(size, 3)
+        assert benchmark.flop_count(3, 1, image_size=size) == by_hand(size, 3)
 
 
 def test_the_datasets_are_resized_once_at_load(data_dir):
@@ -184,13 +182,13 @@ def test_the_datasets_are_resized_once_at_load(data_dir):
     large = data.load_dataset("svhn", data_dir, verify=False, download=False, image_size=64)
     assert large.images.shape == (64, 64, 64, 3) and large.images.dtype == np.uint8
     np.testing.assert_array_equal(large.labels, small.labels)
-    np.testing.assert_array_equal(large.images, data.resize(small.images, 64))
-    assert data.resize(small.images, 32) is small.images
+    np.testing.assert_array_equal(large.images, image_rows.resize(small.images, 64))
+    assert image_rows.resize(small.images, 32) is small.images
     ramp = np.tile(np.linspace(0, 255, 32).astype(np.uint8)[None, :, None], (32, 1, 1))[None]
-    back = data.resize(data.resize(ramp, 64), 32).astype(int)
+    back = image_rows.resize(image_rows.resize(ramp, 64), 32).astype(int)
     assert np.abs(back - ramp).max() <= 1  # a smooth picture survives up and down
     flat = np.full((2, 32, 32, 1), 200, np.uint8)  # an antialiasing filter keeps a flat field
-    assert np.all(data.resize(flat, 16) == 200) and np.all(data.resize(flat, 128) == 200)
+    assert np.all(image_rows.resize(flat, 16) == 200) and np.all(image_rows.resize(flat, 128) == 200)
 
 
 def test_sample_tiles_are_at_least_64_pixels_and_64_is_drawn_one_to_one():
@@ -206,7 +204,7 @@ def test_the_evaluation_resizes_generated_and_real_alike():
             rng = np.random.default_rng(len(seen))
             return rng.dirichlet(np.ones(10), len(images)), rng.normal(size=(len(images), 4))
 
-    import quality
+    from machinery import quality
     images = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 1), dtype=np.uint8)
     result = quality.quality(Recorder(), images, images)
     assert seen == [(8, 32, 32, 1), (8, 32, 32, 1)]

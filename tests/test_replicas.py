@@ -1,4 +1,4 @@
-"""Several devices in one process: dcgan.build_model under a MirroredStrategy over the two logical
+"""Several devices in one process: training_step.build_model under a MirroredStrategy over the two logical
 CPU devices conftest.py makes, and train.py --devices 2. Small graphs (16x16, batch 8)."""
 import os
 
@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import dcgan
 import generate
-import strategies
 import train
+from machinery import sessions, strategies, training_step
 from conftest import TEST_CPU_DEVICES
 from test_train import args, checkpoint_values
 
@@ -28,16 +27,16 @@ def train_steps(devices, steps=3, sync_batch_norm=False, g_steps=1, g_ema_decay=
     engine = strategies.make_engine(devices)
     with tf.Graph().as_default():
         tf1.set_random_seed(0)
-        model = dcgan.build_model(1, strategy=engine.strategy, sync_batch_norm=sync_batch_norm,
+        model = training_step.build_model(1, strategy=engine.strategy, sync_batch_norm=sync_batch_norm,
                                   image_size=SIZE, g_steps=g_steps, g_ema_decay=g_ema_decay)
-        config = dcgan.session_config(cpu_devices=engine.cpu_devices)
+        config = sessions.session_config(cpu_devices=engine.cpu_devices)
         with tf1.Session(config=config) as sess:
             sess.run(tf1.global_variables_initializer())
             if model.start_average is not None:
                 sess.run(model.start_average)
             initial = {v.op.name: sess.run(v) for v in tf1.global_variables()}
             logged = [sess.run([model.train_step, model.d_loss, model.g_loss],
-                               {model.real_images: images(), model.z: dcgan.step_z(0, step, BATCH,
+                               {model.real_images: images(), model.z: sessions.step_z(0, step, BATCH,
                                                                                    Z_DIM)})
                       for step in range(steps)]
             values = {v.op.name: sess.run(v) for v in tf1.global_variables()}
@@ -69,9 +68,8 @@ def test_every_replica_holds_the_same_copy_of_every_variable():
 # that weight steps the other way, 200% of the learning rate. On that Xeon, from run to run,
 # none to 0.05% of a G variable's weights did (1,699 of deconv2's 3.3 million). So at most a
 # FLIPPED_WEIGHTS share of a variable's weights may differ by more than WEIGHT_STEPS: a batch of
-# other rows moves 4% to 24% of every variable's weights the other way (16x16, one step). A
-# missing 1/N doubles every first moment and quadruples every second one (a difference of 1 and
-# 3: ten times the bound). After a few steps both runs, like
+# other rows moves 4% to 24% of every variable's weights the other way (16x16, one step). A missing 1/N doubles every first
+# moment and quadruples every second one (a difference of 1 and 3: ten times the bound). After a few steps both runs, like
 # any two float32 orders of summation, drift apart (two one-device runs with TensorFlow's and the
 # rewritten convolutions: 30% in G's moments by step 4), so the comparison is of one step.
 D_MOMENTS, G_MOMENTS, WEIGHT_STEPS, FLIPPED_WEIGHTS = 1e-5, 1e-1, 0.5, 1e-2
@@ -104,7 +102,7 @@ def test_two_replicas_with_synchronized_batch_norm_match_one_device():
 def test_a_missing_division_by_the_replicas_is_caught(monkeypatch):
     """The comparison above fails when each replica's loss is not divided by N."""
     one, _, _, _ = train_steps(1, steps=1)
-    monkeypatch.setattr(dcgan, "_replica_loss_scale", lambda strategy: 1.0)
+    monkeypatch.setattr(training_step, "_replica_loss_scale", lambda strategy: 1.0)
     two, _, _, _ = train_steps(TEST_CPU_DEVICES, steps=1, sync_batch_norm=True)
     first_moment = "discriminator/conv1/kernel/d_adam"
     assert relative_difference(one[first_moment], two[first_moment]) == \
@@ -118,7 +116,7 @@ def test_moving_statistics_are_the_mean_over_the_replicas():
     the moving statistics take the mean of the replicas' updates. Checked on the generator's
     first batch norm, whose input (z times the dense kernel) numpy can compute."""
     values, _, _, initial = train_steps(TEST_CPU_DEVICES, steps=1)
-    z = dcgan.step_z(0, 0, BATCH, Z_DIM)
+    z = sessions.step_z(0, 0, BATCH, Z_DIM)
     kernel = initial["generator/dense1/kernel"]
     channels = kernel.shape[1] // 16
     decay = 1.0 - 0.9  # hyperparameters.BN_MOMENTUM
@@ -138,19 +136,19 @@ def test_one_device_builds_no_strategy():
     assert engine.strategy is None and engine.replicas == 1
     with tf.Graph().as_default():
         tf1.set_random_seed(0)  # (another test may have made TensorFlow's ops deterministic)
-        model = dcgan.build_model(1, image_size=SIZE)
+        model = training_step.build_model(1, image_size=SIZE)
         assert model.replicas == 1
         assert not any("replica" in op.name for op in tf1.get_default_graph().get_operations())
 
 
 def test_session_config_gives_the_session_its_cpu_devices():
-    assert "CPU" not in dcgan.session_config().device_count
-    assert dcgan.session_config(cpu_devices=2).device_count["CPU"] == 2
+    assert "CPU" not in sessions.session_config().device_count
+    assert sessions.session_config(cpu_devices=2).device_count["CPU"] == 2
 
 
 def test_synchronized_batch_norm_needs_a_strategy():
     with tf.Graph().as_default(), pytest.raises(ValueError, match="needs a strategy"):
-        dcgan.build_model(1, image_size=SIZE, sync_batch_norm=True)
+        training_step.build_model(1, image_size=SIZE, sync_batch_norm=True)
 
 
 def test_the_averaged_generator_on_two_replicas_is_the_one_of_one_device():

@@ -12,10 +12,8 @@ import time
 
 import pytest
 
-import durable
-import metrics
-import runs
 import train
+from machinery import durable, errors, metrics, run_directory, training
 from test_faults import assert_intact, checkpoint_steps, metric_steps, one_error_line, snapshot
 from test_train import args as argv
 
@@ -91,7 +89,7 @@ def test_an_empty_folder_is_taken_and_a_file_is_refused(data_dir, tmp_path, caps
     empty = tmp_path / "empty"
     empty.mkdir()
     assert train.main(argv(data_dir, empty, "--epochs", "1")) == 0
-    assert (empty / runs.RUN_MARKER).is_file() and checkpoint_steps(empty) == [4]
+    assert (empty / run_directory.RUN_MARKER).is_file() and checkpoint_steps(empty) == [4]
     afile = tmp_path / "afile"
     afile.write_bytes(b"keep me")
     for extra in ((), ("--fresh",)):
@@ -101,10 +99,10 @@ def test_an_empty_folder_is_taken_and_a_file_is_refused(data_dir, tmp_path, caps
 
 
 def test_a_run_of_an_earlier_version_without_the_marker_resumes(data_dir, run, capsys):
-    os.remove(run / runs.RUN_MARKER)
+    os.remove(run / run_directory.RUN_MARKER)
     shutil.copyfile(FIRST_CONFIG, run / "config.json")  # the first version's settings
     assert train.main(argv(data_dir, run, "--epochs", "3")) == 0
-    assert checkpoint_steps(run) == [12, 8, 4] and (run / runs.RUN_MARKER).is_file()
+    assert checkpoint_steps(run) == [12, 8, 4] and (run / run_directory.RUN_MARKER).is_file()
 
 
 # --- --fresh -----------------------------------------------------------------------------------
@@ -198,8 +196,8 @@ def test_a_failed_start_leaves_nothing_it_created(data_dir, tmp_path, capsys, mo
     def interrupted(args):
         raise KeyboardInterrupt  # Ctrl-C while the data loads
 
-    monkeypatch.setattr(train, "load_data", interrupted)
-    assert train.main(argv(data_dir, empty, "--epochs", "1")) == train.EXIT_INTERRUPTED
+    monkeypatch.setattr(training, "load_data", interrupted)
+    assert train.main(argv(data_dir, empty, "--epochs", "1")) == errors.EXIT_INTERRUPTED
     assert os.listdir(empty) == []  # the folder was there before: it stays, empty
 
 

@@ -16,11 +16,9 @@ import pytest
 import tensorflow as tf
 
 import data
-import dcgan
 import generate
-import runs
-import sampling
 import train
+from machinery import durable, errors, generation, run_directory, sampling, sessions
 from test_data import write_svhn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -150,7 +148,7 @@ def test_sigterm_saves_a_checkpoint_mid_epoch(big_data_dir, tmp_path):
     time.sleep(1.0)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == train.EXIT_INTERRUPTED
+    assert process.returncode == errors.EXIT_INTERRUPTED
     assert "SIGTERM: saved a checkpoint at step" in stderr and "Traceback" not in stderr
     values = checkpoint_values(run)
     assert 16 < values["global_step"] < 48
@@ -165,7 +163,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, c
     assert train.main(args(data_dir, run, "--epochs", "1")) == 0
     good = checkpoint_values(str(run))
     code = train.main(args(data_dir, run, "--epochs", "3", "--lr", "1e30"))
-    assert code == train.EXIT_NAN
+    assert code == errors.EXIT_NAN
     error = capsys.readouterr().err
     assert "loss is not finite" in error and "model-4" in error
     after = checkpoint_values(str(run))
@@ -242,7 +240,7 @@ def test_generate_writes_a_grid_and_uint8_images(data_dir, tmp_path, capsys):
 
 def test_files_written_atomically_get_the_usual_permissions(tmp_path, umask):
     path = tmp_path / "file.json"
-    runs.write_json(str(path), {"a": 1})
+    durable.write_json(str(path), {"a": 1})
     assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
     assert [p.name for p in tmp_path.iterdir()] == ["file.json"]  # no temporary file left
 
@@ -281,14 +279,14 @@ def test_interpolation_walks_end_at_the_samples_of_their_z(data_dir, tmp_path, c
                           "--out", str(walks), "--seed", "2"]) == 0
     assert "3 walks of 5 images" in capsys.readouterr().out
     images = np.load(walks)["images"].reshape(3, 5, 32, 32, 3)
-    z = generate.walk_z(np.random.default_rng(2), 3, 5, 2, 100).reshape(3, 5, 100)
+    z = generation.walk_z(np.random.default_rng(2), 3, 5, 2, 100).reshape(3, 5, 100)
     ends = np.concatenate([z[:, 0], z[:, -1]])
-    alone = data.to_uint8(sampling.sample_images(runs.RunDir(str(run)), 0, 2, z=ends).images)
+    alone = data.to_uint8(sampling.sample_images(run_directory.RunDir(str(run)), 0, 2, z=ends).images)
     np.testing.assert_array_equal(images[:, 0], alone[:3])
     np.testing.assert_array_equal(images[:, -1], alone[3:])
     np.testing.assert_allclose(z[:, 2], (z[:, 0] + z[:, -1]) / 2, atol=1e-6)  # a straight line
-    through = generate.walk_z(np.random.default_rng(0), 1, 5, 3, 4)  # through 3 points
-    points = dcgan.draw_z(np.random.default_rng(0), 3, 4)
+    through = generation.walk_z(np.random.default_rng(0), 1, 5, 3, 4)  # through 3 points
+    points = sessions.draw_z(np.random.default_rng(0), 3, 4)
     np.testing.assert_allclose(through[[0, 2, 4]], points, atol=1e-6)
     grid = tmp_path / "walks.png"
     assert generate.main(["--run", str(run), "--interpolate", "3", "--out", str(grid)]) == 0

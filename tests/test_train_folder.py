@@ -9,6 +9,7 @@ from PIL import Image
 
 import generate
 import train
+from machinery import run_directory
 
 
 def make_folder(root, count=12):
@@ -36,7 +37,7 @@ def test_a_folder_trains_resumes_from_its_cache_and_a_changed_one_is_refused(tmp
     assert train.main(argv(tmp_path, "--epochs", "1")) == 0
     out = capsys.readouterr().out
     assert "decoded 12 of 12 images" in out and "12 images of 16x16x3" in out
-    config = train.runs.RunDir(str(tmp_path / "run")).read_config()
+    config = run_directory.RunDir(str(tmp_path / "run")).read_config()
     assert config["classes"] == ["cats", "dogs"] and len(config["data_fingerprint"]) == 16
     assert os.path.exists(tmp_path / "run" / "samples" / "epoch_0001.png")
 

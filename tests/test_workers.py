@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 
-import cluster
 import train
+from machinery import cluster
 from test_replicas import assert_matches_one_device, train_steps
 from test_data import write_svhn
 from test_train import args, checkpoint_values

@@ -16,13 +16,14 @@ dataset, the number of sub-folders for a labeled folder of the user's pictures.
 The same numbers for two disjoint halves of the real data are the floor a perfect generator would
 reach. The classifier is trained once per dataset (per fingerprint for a folder) and cached under
 <data-dir>/classifiers/ (classifiers.py). It sees 32x32 images: a run at another --image-size has
-its generated and its real images resized to 32x32 alike (data.resize) before they are scored, so
-neither side gains from the resize.
+its generated and its real images resized to 32x32 alike (image_rows.resize) before they are
+scored, so neither side gains from the resize.
 """
 import numpy as np
 import scipy.linalg
 
 import data
+from machinery import image_rows
 
 DEFAULT_NUM = 5000
 # The real images are split in two halves for the floor, and a Frechet distance needs a
@@ -94,8 +95,10 @@ def quality(classifier, generated, real, seed=0):
         raise ValueError(f"generated images {generated.shape[1:]} and real ones "
                          f"{real.shape[1:]} differ in shape")
     image_size = generated.shape[1]
-    gen_probabilities, gen_features = classifier.predict(data.resize(generated, data.IMAGE_SIZE))
-    real_probabilities, real_features = classifier.predict(data.resize(real, data.IMAGE_SIZE))
+    gen_probabilities, gen_features = classifier.predict(
+        image_rows.resize(generated, data.IMAGE_SIZE))
+    real_probabilities, real_features = classifier.predict(
+        image_rows.resize(real, data.IMAGE_SIZE))
     order = np.random.default_rng(seed).permutation(len(real))
     half = min(len(real) // 2, len(generated))
     first, second = order[:half], order[half:2 * half]
@@ -122,7 +125,7 @@ def real_images(dataset, num, seed=0):
 
 def format_quality(result):
     size, scored = result.get("image_size", data.IMAGE_SIZE), result.get("scored_size",
-                                                                           data.IMAGE_SIZE)
+                                                                         data.IMAGE_SIZE)
     resized = "" if size == scored else (
         f" (scored at {scored}x{scored}: the classifier's size; the generated and the real "
         f"{size}x{size} images both resized to it with the same Lanczos filter)")

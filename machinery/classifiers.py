@@ -23,8 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 import data
-import dcgan
-import durable
+from machinery import durable, image_rows, sessions
 
 tf1 = tf.compat.v1
 
@@ -59,7 +58,7 @@ def _classifier_graph(channels, num_classes):
     """conv3x3 32 - pool - conv3x3 64 - pool - conv3x3 128 - pool - dense 256 - dense K."""
     images = tf1.placeholder(tf.uint8, [None, data.IMAGE_SIZE, data.IMAGE_SIZE, channels], "images")
     labels = tf1.placeholder(tf.int64, [None], "labels")
-    h = dcgan.scale_pixels(images)
+    h = sessions.scale_pixels(images)
     init = tf1.variance_scaling_initializer(2.0)  # He initialization for ReLU
     with tf1.variable_scope("classifier"):
         for index, filters in enumerate((32, 64, 128), start=1):
@@ -109,7 +108,7 @@ class Classifier:
             self.saver = tf1.train.Saver()
             init = tf1.global_variables_initializer()
         self.graph.finalize()
-        self.session = tf1.Session(graph=self.graph, config=dcgan.session_config())
+        self.session = tf1.Session(graph=self.graph, config=sessions.session_config())
         self.session.run(init)
 
     def fit(self, images, labels, epochs, batch_size=None, seed=0, log=print):
@@ -290,8 +289,10 @@ def load_folder_classifier(dataset, root, data_dir="data", log=print):
     limit = FOLDER_CLASSIFIER_STEPS * TRAIN_BATCH
     train, held = (stratified_draw(part, dataset.labels, limit)
                    for part in folder_split(dataset.labels, num_classes))
-    train_set = (data.read_rows(dataset.images, train, data.IMAGE_SIZE), dataset.labels[train])
-    held_set = (data.ImageRows(dataset.images, held, data.IMAGE_SIZE), dataset.labels[held])
+    train_set = (image_rows.read_rows(dataset.images, train, data.IMAGE_SIZE),
+                 dataset.labels[train])
+    held_set = (image_rows.ImageRows(dataset.images, held, data.IMAGE_SIZE),
+                dataset.labels[held])
     batches = len(train) // min(TRAIN_BATCH, len(train))
     epochs = max(1, math.ceil(FOLDER_CLASSIFIER_STEPS / batches))
     info = {"dataset": data.FOLDER, "images": os.path.abspath(root),

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-import runs
+from machinery import checkpoints, errors
 
 DATA_SAMPLE_ROWS = 64  # images whose pixels stand for the data's in the workers' comparison
 MIN_INTER_OP_THREADS = 4
@@ -51,13 +51,13 @@ def check_agreement(sess, agreement, agreed, engine, flags, run_options=None):
     settings_number, data_number = agreed
     worker = f"worker {engine.worker_index + 1} of {engine.workers}"
     if settings_total != engine.replicas * settings_number:
-        raise runs.RunError(f"{worker}: the workers were started with different settings (the "
-                            f"flags {flags} must be the same on all); start every worker with "
-                            f"the same command")
+        raise errors.RunError(f"{worker}: the workers were started with different settings (the "
+                              f"flags {flags} must be the same on all); start every worker with "
+                              f"the same command")
     if data_total != engine.replicas * data_number:
-        raise runs.RunError(f"{worker}: the workers read different data (the same dataset, "
-                            f"the same images in the same order, must be under every worker's "
-                            f"--data-dir or --images)")
+        raise errors.RunError(f"{worker}: the workers read different data (the same dataset, "
+                              f"the same images in the same order, must be under every worker's "
+                              f"--data-dir or --images)")
 
 
 def inter_op_threads(engine, requested):
@@ -83,7 +83,7 @@ def failure_line(engine, run, progress, what):
         return (f"{worker}: the other workers did not all join ({what}). Start every worker "
                 f"TF_CONFIG lists, with the same command; one that refused to start says why "
                 f"in its own output.")
-    kept = run.newest_checkpoint() if engine.chief else None
+    kept = checkpoints.newest(run.checkpoint_dir) if engine.chief else None
     resume = f"the last checkpoint is {kept}" if kept else \
         "no checkpoint yet" if engine.chief else "the chief keeps the checkpoints"
     return (f"{worker}: the other workers stopped answering ({what}); {resume}. Start every "
@@ -101,8 +101,8 @@ def failures(engine, run, timeout, progress):
             raise
         waited = f" after --worker-timeout {timeout} s" \
             if isinstance(error, tf.errors.DeadlineExceededError) else ""
-        raise runs.RunError(failure_line(engine, run, progress, f"{type(error).__name__}{waited}: "
-                                                                f"{runs.cause(error)[:200]}")) \
+        what = f"{type(error).__name__}{waited}: {errors.cause(error)[:200]}"
+        raise errors.RunError(failure_line(engine, run, progress, what)) \
             from None
 
 
@@ -134,4 +134,4 @@ class Watchdog:
                 line = failure_line(self.engine, self.run, self.progress,
                                     f"no answer for {self.timeout + WATCHDOG_MARGIN} s")
                 print(f"error: {line}", file=sys.stderr, flush=True)
-                os._exit(runs.EXIT_ERROR)  # the main thread is stuck inside TensorFlow
+                os._exit(errors.EXIT_ERROR)  # the main thread is stuck inside TensorFlow

@@ -3,6 +3,7 @@ after their writer, so that a cleanup removes a killed writer's leftovers and ne
 
 Plain Python, imported by every module that writes (the data, the run directory, the pictures).
 """
+import json
 import os
 import re
 import socket
@@ -95,3 +96,18 @@ def fsync_folder(folder):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_json(path, value):
+    """`value` as indented JSON with sorted keys, written atomically."""
+    text = json.dumps(value, indent=2, sort_keys=True)
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def unused_name(base):
+    """`base`, or base-2, base-3... : the first name nothing has (two --fresh in one second)."""
+    name, number = base, 1
+    while os.path.lexists(name):
+        number += 1
+        name = f"{base}-{number}"
+    return name

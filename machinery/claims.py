@@ -1,8 +1,8 @@
 """Claiming a run directory for training: one writer at a time, and nothing of the user's lost.
 
 The folder is the user's disk: train.py starts a run only in a new or empty folder, resumes only a
-run directory (runs.RunDir.is_run), and --fresh moves aside only a run directory that holds no
-live run; what a failed start created is removed again. The lock (<run>/.lock, an flock) is held
+run directory (run_directory.RunDir.is_run), and --fresh moves aside only a run directory that holds
+no live run; what a failed start created is removed again. The lock (<run>/.lock, an flock) is held
 while a process trains; whoever holds it clears the temporary files killed writers left behind.
 """
 import contextlib
@@ -14,8 +14,8 @@ import socket
 import tempfile
 import time
 
-import durable
-import runs
+from machinery import checkpoints, durable, run_directory
+from machinery.errors import RunError, cause
 
 _LOCK_FILE = ".lock"
 # A temporary file named by an earlier version (no writer in its name) is taken for a killed
@@ -47,29 +47,29 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, durable.DEFAULT_FILE_MODE)
             except OSError as error:
-                raise runs.RunError(f"run directory {self.run_path} is not writable or its lock "
-                                    f"is odd: cannot open {self.path} "
-                                    f"({runs.cause(error)})") from None
+                raise RunError(f"run directory {self.run_path} is not writable or its lock "
+                               f"is odd: cannot open {self.path} "
+                               f"({cause(error)})") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 current = os.stat(self.path)
             except BlockingIOError:
                 holder = _lock_holder(fd)
                 os.close(fd)
-                raise runs.RunError(f"{self.run_path} is in use: {holder} is training in it. "
-                                    f"Wait for it to end or stop it, or use another "
-                                    f"--out.") from None
+                raise RunError(f"{self.run_path} is in use: {holder} is training in it. "
+                               f"Wait for it to end or stop it, or use another "
+                               f"--out.") from None
             except OSError as error:
                 os.close(fd)
                 if isinstance(error, FileNotFoundError):
                     continue
-                raise runs.RunError(f"cannot lock {self.path} ({runs.cause(error)})") from None
+                raise RunError(f"cannot lock {self.path} ({cause(error)})") from None
             if os.path.samestat(os.fstat(fd), current):
                 break
             os.close(fd)  # replaced between open and lock: lock the file now in place
         else:
-            raise runs.RunError(f"{self.path} keeps being replaced by another process; try "
-                                f"again")
+            raise RunError(f"{self.path} keeps being replaced by another process; try "
+                           f"again")
         self.fd = fd
         if not describe:
             return self
@@ -149,8 +149,8 @@ class TrainingClaim:
                     os.mkdir(folder)
                     self.created.append(folder)
         except OSError as error:
-            raise runs.RunError(f"run directory {run.path} is not writable "
-                                f"({runs.cause(error)})") from None
+            raise RunError(f"run directory {run.path} is not writable "
+                           f"({cause(error)})") from None
         _check_claimable(run)  # before the lock file: nothing is written into a foreign folder
         lock_path = os.path.join(run.path, _LOCK_FILE)
         lock_existed = os.path.lexists(lock_path)
@@ -158,11 +158,11 @@ class TrainingClaim:
         if not lock_existed:
             self.created.append(lock_path)
         _check_claimable(run)  # again, holding the lock: a second start may have won the race
-        marker = os.path.join(run.path, runs.RUN_MARKER)
+        marker = os.path.join(run.path, run_directory.RUN_MARKER)
         try:
             if not os.path.isfile(marker):
-                runs.write_json(marker, {"run_directory_of": "train.py", "format": 2,
-                                         "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+                durable.write_json(marker, {"run_directory_of": "train.py", "format": 2,
+                                            "created": time.strftime("%Y-%m-%d %H:%M:%S")})
                 self.created.append(marker)
             for folder in (run.samples_dir, run.checkpoint_dir):
                 if not os.path.isdir(folder):
@@ -171,8 +171,8 @@ class TrainingClaim:
             tempfile.NamedTemporaryFile(dir=run.path, prefix=durable.temp_prefix(".write-test-")
                                         ).close()
         except OSError as error:
-            raise runs.RunError(f"run directory {run.path} is not writable "
-                                f"({runs.cause(error)})") from None
+            raise RunError(f"run directory {run.path} is not writable "
+                           f"({cause(error)})") from None
         _remove_leftovers(run)
 
     def started(self):
@@ -210,30 +210,30 @@ class TrainingClaim:
 
 
 def _check_claimable(run):
-    """Raises RunError unless a run may be trained in `run` (a runs.RunDir): the folder is a
-    run directory, or it is empty (a lock file of a start killed before its marker aside).
+    """Raises RunError unless a run may be trained in `run` (a run_directory.RunDir): the folder
+    is a run directory, or it is empty (a lock file of a start killed before its marker aside).
 
     Raises:
       RunError: it is a file, cannot be listed, or is not empty and not a run directory.
     """
     if not os.path.isdir(run.path):
-        raise runs.RunError(f"--out {run.path} is a file, not a folder; use another --out")
+        raise RunError(f"--out {run.path} is a file, not a folder; use another --out")
     try:
         names = set(os.listdir(run.path))
     except OSError as error:
-        raise runs.RunError(f"cannot list {run.path} ({runs.cause(error)})") from None
+        raise RunError(f"cannot list {run.path} ({cause(error)})") from None
     if _LOCK_FILE in names and _is_own_lock_file(os.path.join(run.path, _LOCK_FILE)):
         names.discard(_LOCK_FILE)
     if names and not run.is_run():
-        raise runs.RunError(f"{run.shown} is not empty and is not a run directory (no "
-                            f"{runs.RUN_MARKER}, no config.json of train.py); a new run starts "
-                            f"only in a new or empty folder, so nothing of yours is overwritten. "
-                            f"Use another --out")
+        raise RunError(f"{run.shown} is not empty and is not a run directory (no "
+                       f"{run_directory.RUN_MARKER}, no config.json of train.py); a new run starts "
+                       f"only in a new or empty folder, so nothing of yours is overwritten. "
+                       f"Use another --out")
 
 
 def open_for_training(run, fresh=False):
-    """Claims `run` (a runs.RunDir) for training: moves the run in it aside first if `fresh`,
-    creates it (or takes an empty one), takes its lock, writes the marker first, and clears
+    """Claims `run` (a run_directory.RunDir) for training: moves the run in it aside first if
+    `fresh`, creates it (or takes an empty one), takes its lock, writes the marker first, and clears
     what killed writers left half-done. Use it as a context manager; see TrainingClaim.
 
     Raises:
@@ -265,42 +265,42 @@ def _move_aside(run):
     if not os.path.lexists(path):
         return None
     if os.path.islink(path):
-        raise runs.RunError(f"--fresh: {path} is a symbolic link; --fresh moves only a run "
-                            f"directory itself. Move the link or its target yourself")
+        raise RunError(f"--fresh: {path} is a symbolic link; --fresh moves only a run "
+                       f"directory itself. Move the link or its target yourself")
     if not os.path.isdir(path):
-        raise runs.RunError(f"--fresh: {path} is a file, not a run directory; nothing was "
-                            f"moved")
+        raise RunError(f"--fresh: {path} is a file, not a run directory; nothing was "
+                       f"moved")
     real, cwd = os.path.realpath(path), os.path.realpath(os.getcwd())
     protected = {os.path.realpath(os.path.expanduser("~")): "the home directory",
                  os.path.realpath(os.sep): "the root directory"}
     if real in protected or cwd == real or cwd.startswith(real.rstrip(os.sep) + os.sep):
         what = protected.get(real, "the working directory or a folder holding it")
-        raise runs.RunError(f"--fresh: {path} is {what}; --fresh never moves it. Name the run "
-                            f"directory itself as --out")
+        raise RunError(f"--fresh: {path} is {what}; --fresh never moves it. Name the run "
+                       f"directory itself as --out")
     try:
         empty = not os.listdir(path)
     except OSError as error:
-        raise runs.RunError(f"--fresh: cannot list {path} ({runs.cause(error)}); nothing was "
-                            f"moved") from None
+        raise RunError(f"--fresh: cannot list {path} ({cause(error)}); nothing was "
+                       f"moved") from None
     if empty:
         return None
     if not run.is_run():
-        raise runs.RunError(f"--fresh: {path} is not a run directory (no {runs.RUN_MARKER}, no "
-                            f"config.json of train.py); --fresh moves only a run directory, "
-                            f"never another folder. Nothing was moved")
+        raise RunError(f"--fresh: {path} is not a run directory (no {run_directory.RUN_MARKER}, no "
+                       f"config.json of train.py); --fresh moves only a run directory, "
+                       f"never another folder. Nothing was moved")
     with contextlib.ExitStack() as held:
         for folder in _folders_with_locks(path):
             try:
                 # a nested lock file is held but left as it is: it may be another tool's
                 held.enter_context(RunLock(folder).acquire(describe=folder == path))
-            except runs.RunError as error:  # a live run, in it or below it
-                raise runs.RunError(f"--fresh refused, nothing was moved: {error}") from None
-        aside = runs.unused_name(f"{path}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            except RunError as error:  # a live run, in it or below it
+                raise RunError(f"--fresh refused, nothing was moved: {error}") from None
+        aside = durable.unused_name(f"{path}.old-{time.strftime('%Y%m%d-%H%M%S')}")
         try:
             os.rename(path, aside)
         except OSError as error:
-            raise runs.RunError(f"--fresh: cannot move {path} to {aside} ({runs.cause(error)}); "
-                                f"nothing was moved") from None
+            raise RunError(f"--fresh: cannot move {path} to {aside} ({cause(error)}); "
+                           f"nothing was moved") from None
     print(f"--fresh: moved the previous run to {aside}", flush=True)
     return aside
 
@@ -309,9 +309,9 @@ def _folders_with_locks(path):
     """`path` and every folder below it that holds a lock file (symbolic links not followed:
     what they point to does not move)."""
     def unreadable(error):
-        raise runs.RunError(f"--fresh: cannot look inside {error.filename} "
-                            f"({runs.cause(error)}), so cannot tell that no live run is there; "
-                            f"nothing was moved")
+        raise RunError(f"--fresh: cannot look inside {error.filename} "
+                       f"({cause(error)}), so cannot tell that no live run is there; "
+                       f"nothing was moved")
 
     found = [path]
     for folder, _, names in os.walk(path, onerror=unreadable):
@@ -325,7 +325,7 @@ def _remove_leftovers(run):
     live process (a reader such as evaluate.py writes without the lock) stay. Called by the
     lock holder only, so a staging folder of an earlier version, which only a lock holder
     writes, is a dead one's."""
-    for folder, kind in ((run.checkpoint_dir, runs.STAGING_PREFIX),
+    for folder, kind in ((run.checkpoint_dir, checkpoints.STAGING_PREFIX),
                          (run.path, durable.TEMP_PREFIX), (run.samples_dir, durable.TEMP_PREFIX)):
         for name in os.listdir(folder):
             path = os.path.join(folder, name)
@@ -344,7 +344,7 @@ def _unnamed_and_dead(path, name, kind):
     _UNNAMED_TEMP_SECONDS old."""
     if not _UNNAMED_TEMP.match(name[len(kind):]):
         return False
-    if kind == runs.STAGING_PREFIX:
+    if kind == checkpoints.STAGING_PREFIX:
         return True
     try:
         return time.time() - os.lstat(path).st_mtime > _UNNAMED_TEMP_SECONDS

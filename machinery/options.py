@@ -8,7 +8,7 @@ flag answer at once instead of after seconds of importing.
 import argparse
 import math
 
-import hyperparameters
+from machinery import hyperparameters
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

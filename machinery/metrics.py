@@ -15,8 +15,7 @@ import time
 
 import tensorflow as tf
 
-import durable
-import runs
+from machinery import durable, errors
 
 tf1 = tf.compat.v1
 
@@ -140,8 +139,8 @@ def keep_metrics_until(path, step):
     """
     rows, damaged = _parse_metrics(path)
     if damaged:
-        aside = runs.unused_name(f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-        runs.write_or_fail(aside, _link_or_copy, path)
+        aside = durable.unused_name(f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        errors.write_or_fail(aside, _link_or_copy, path)
         print(f"{path}: skipped {len(damaged)} damaged line(s) "
               f"({_line_numbers(damaged)}); the file as it was is kept as {aside}", flush=True)
     rows = [row for row in rows if row["step"] <= step]
@@ -159,8 +158,8 @@ def write_metrics(path, rows):
     writer = csv.DictWriter(text, METRIC_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    runs.write_or_fail(path, durable.atomic_write,
-                       lambda handle: handle.write(text.getvalue().encode()))
+    errors.write_or_fail(path, durable.atomic_write,
+                         lambda handle: handle.write(text.getvalue().encode()))
 
 
 class MetricsLog:
@@ -191,9 +190,9 @@ class MetricsLog:
             self.csv.writerow(row)
             self.file.flush()
         except OSError as error:
-            raise runs.RunError(f"cannot write {self.path} ({runs.cause(error)}); the last "
-                                f"checkpoint is intact. Free the space or fix the cause, then "
-                                f"run the same command to resume") from None
+            raise errors.RunError(f"cannot write {self.path} ({errors.cause(error)}); the last "
+                                  f"checkpoint is intact. Free the space or fix the cause, then "
+                                  f"run the same command to resume") from None
         self.rows.append(row)
         self.writer.add_summary(tf1.Summary(value=[
             tf1.Summary.Value(tag=f"{tag}/{field}", simple_value=row[field])

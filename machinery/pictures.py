@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 import data
-import durable
+from machinery import durable
 
 
 def _pyplot():

@@ -2,8 +2,8 @@
 tf.compat.v1 classes: MirroredStrategy over this machine's devices, and
 MultiWorkerMirroredStrategy across the machines TF_CONFIG names (cluster.py), one process each.
 
-The graph is built in the strategy's scope (dcgan.build_model(strategy=...)); this module picks
-the devices, makes the strategy, the server and the session settings, and builds the ops every
+The graph is built in the strategy's scope (training_step.build_model(strategy=...)); this module
+picks the devices, makes the strategy, the server and the session settings, and builds the ops every
 worker runs together: the chief's values after it restores a checkpoint, the workers' agreement
 on settings and data, and the stop vote. No all-reduce or cluster code of its own: every
 reduction is the strategy's.
@@ -12,7 +12,7 @@ import collections
 
 import tensorflow as tf
 
-import cluster as cluster_lib
+from machinery import cluster as cluster_lib
 
 tf1 = tf.compat.v1
 
@@ -163,7 +163,7 @@ def agreement_op(strategy, values):
     worker computed the same. Build it before anything else in the graph, so it pairs up across
     workers even when their graphs differ after it, and run it first."""
     return replica_sum(strategy, lambda: tf.constant([float(value) for value in values],
-                                                      tf.float64))
+                                                     tf.float64))
 
 
 def vote_op(strategy):

@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 
-import durable
+from machinery import durable
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 FITS = ("crop", "stretch")
@@ -126,7 +126,7 @@ def _to_mode(image, channels):
 def square(image, size, fit="crop"):
     """A Pillow image as `size` x `size`: its centre square (fit 'crop') or all of it (fit
     'stretch'), resized with Lanczos, which Pillow widens by the reduction factor when it
-    shrinks (antialiased). The one resize of the project: data.resize uses it too."""
+    shrinks (antialiased). The one resize of the project: image_rows.resize uses it too."""
     from PIL import Image
 
     if fit == "crop":

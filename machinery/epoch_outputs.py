@@ -1,0 +1,102 @@
+"""What a training run leaves after each epoch besides its checkpoint: the sample grid of the fixed
+z (a file and in TensorBoard), the progress GIF, the loss plot and, with --eval-every, the sample
+quality. None of it is needed to resume: a failure is reported in one line and training goes on.
+"""
+import collections
+import struct
+import sys
+import time
+
+import numpy as np
+
+import data
+from machinery import (averaged_generator, classifiers, errors, metrics, pictures, quality,
+                       sessions)
+
+Evaluation = collections.namedtuple("Evaluation", "classifier real_images")
+
+
+def load_evaluation(args, dataset):
+    """With --eval-every, the cached classifier (a folder's: of its classes) and the real images
+    to compare with; else None.
+
+    Raises:
+      RunError: too few images, or no classifier for the data (a flat folder, a missing file).
+    """
+    if not args.eval_every:
+        return None
+    if len(dataset.images) < quality.MIN_IMAGES:
+        raise errors.RunError(f"--eval-every needs at least {quality.MIN_IMAGES} real images "
+                              f"({quality.MIN_IMAGES_WHY}); {args.dataset} has "
+                              f"{len(dataset.images)}")
+    try:
+        if args.dataset == data.FOLDER:  # known only now that the folder is listed
+            classifiers.require_labeled(dataset, args.images, "--eval-every")
+        classifier, _ = classifiers.dataset_classifier(dataset, args.images, args.data_dir,
+                                                       download=not args.no_download,
+                                                       verify=not args.skip_checksum)
+    except data.DatasetError as error:
+        raise errors.RunError(str(error) if args.dataset == data.FOLDER else  # it says so
+                              f"--eval-every needs the classifier's data: {error}") from None
+    return Evaluation(classifier, quality.real_images(dataset, args.eval_num, args.seed))
+
+
+def optional_work(what, function, *args):
+    """Runs work the training does not depend on; a failure becomes one warning line."""
+    try:
+        function(*args)
+    except Exception as error:  # noqa: BLE001 -- whatever failed, training must go on
+        print(f"warning: {what} failed ({type(error).__name__}: {errors.cause(error)}); "
+              f"training goes on", file=sys.stderr, flush=True)
+
+
+class EpochOutputs:
+    """The grids, GIF, plots and evaluations of a run, drawn from its sampler: the averaged
+    generator's when the run keeps one and --raw is not given, else the trained generator's."""
+
+    def __init__(self, args, sess, model, run, log, fixed_z, evaluation):
+        self.args, self.sess, self.run, self.log = args, sess, run, log
+        self.fixed_z, self.evaluation = fixed_z, evaluation
+        self.sampler = model.averaged if model.averaged and not args.raw else model.sampler
+        self.sampler_name = "averaged G" if self.sampler is model.averaged else None
+        self.gif_frames = {}  # the progress GIF's frames, converted once
+
+    def write(self, epoch_number, step):
+        """Everything of the epoch that ended at `step`, each failure one warning line."""
+        # The sampler's weights are those of this epoch's end: set its statistics once for them.
+        optional_work("the averaged generator's statistics", averaged_generator.prepare_sampler,
+                      self.sess, self.sampler, self.args.seed)
+        optional_work("the sample grid", self.save_samples, epoch_number, step)
+        optional_work("the progress GIF", pictures.save_progress_gif, self.run.progress_gif_path,
+                      self.run.sample_grid_paths(epoch_number), 0.5, self.gif_frames)
+        if self.evaluation and epoch_number % self.args.eval_every == 0:
+            optional_work("the evaluation", self.evaluate, epoch_number, step)
+        if self.log.rows:
+            optional_work("the loss plot", pictures.save_loss_plot, self.run.loss_plot_path,
+                          self.log.rows)
+
+    def save_samples(self, epoch_number, step):
+        """The sample grid of the fixed z, as a file and in TensorBoard."""
+        images = sessions.run_sampler(self.sess, self.sampler, self.fixed_z)
+        which = f", {self.sampler_name}" if self.sampler_name else ""
+        png = pictures.save_grid_png(self.run.sample_grid_path(epoch_number), images,
+                                     self.args.sample_grid,
+                                     f"epoch {epoch_number}, step {step}{which}")
+        width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR chunk
+        self.log.add_png("samples", png, width, height, step)
+
+    def evaluate(self, epoch_number, step):
+        """Measures sample quality (--eval-every) into metrics.csv, TensorBoard and quality.png."""
+        generated = sessions.generate_images(
+            self.sess, self.sampler, self.args.eval_num,
+            np.random.default_rng([self.args.seed, 4, epoch_number]))
+        result = quality.quality(self.evaluation.classifier, data.to_uint8(generated),
+                                 self.evaluation.real_images, self.args.seed)
+        which = f" ({self.sampler_name})" if self.sampler_name else ""
+        print(f"epoch {epoch_number} quality{which}: {quality.format_quality(result)}",
+              flush=True)
+        self.log.record({"step": step, "epoch": epoch_number, "time": time.time(),
+                         **{field: result[field] for field in metrics.QUALITY_FIELDS}},
+                        [("quality", metrics.QUALITY_FIELDS)])
+        pictures.save_quality_plot(self.run.quality_plot_path, self.log.rows,
+                                   result["num_classes"])

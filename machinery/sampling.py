@@ -1,0 +1,77 @@
+"""Sampling a run's checkpoint: the generator of a run directory, restored in a graph of its own
+and run in inference mode; what generate.py and evaluate.py draw their images from.
+"""
+import collections
+
+import numpy as np
+import tensorflow as tf
+
+import dcgan
+from machinery import averaged_generator, checkpoints, errors, run_directory, sessions
+from machinery.hyperparameters import IMAGE_SIZE, Z_DIM
+
+tf1 = tf.compat.v1
+
+Samples = collections.namedtuple("Samples", "images checkpoint generator")
+
+
+def build_sampler(output_dim, z_dim=Z_DIM, precision="float32", implementation=None,
+                  averaged=False, image_size=IMAGE_SIZE):
+    """A graph of a sampler alone, for generating from a checkpoint: the trained generator, or
+    with `averaged` the run's averaged generator (averaged_generator.py); a sessions.Sampler."""
+    dcgan.check_positive_int(z_dim, "z_dim")
+    z = tf1.placeholder(tf.float32, [None, z_dim], name="z")
+    if averaged:
+        return averaged_generator.averaged_sampler(z, output_dim, precision, implementation,
+                                                   image_size)
+    samples = dcgan.sampler(z, output_dim, precision, implementation, image_size)
+    return sessions.Sampler(z, samples, z_dim, None, None,
+                            tf1.global_variables(dcgan.GENERATOR_SCOPE + "/"))
+
+
+def sample_images(run, num, seed, checkpoint=None, raw=False, z=None):
+    """Restores a generator of a run_directory.RunDir's checkpoint (default: the newest that
+    restores) and samples it in inference mode: the averaged generator when the run keeps one
+    (--g-ema) and not `raw`, else the trained one.
+
+    Args:
+      run: the run_directory.RunDir.
+      num: how many images, of z ~ U(-1, 1) drawn with `seed` (ignored when `z` is given).
+      seed: the seed of the z, and of the averaged generator's statistics batch.
+      checkpoint: a checkpoint prefix instead of the newest.
+      raw: the trained weights even where the run keeps an average.
+      z: float32 [n, z_dim] to sample instead of random z.
+
+    Returns:
+      Samples(images: float32 in [-1, 1] of shape (n, N, N, C), N the run's image size;
+      checkpoint: the prefix restored; generator: 'averaged generator (decay D)' or 'trained
+      generator').
+
+    Raises:
+      RunError: not a run directory, no checkpoint, damaged ones only, or one of another model.
+    """
+    config = run.read_config()
+    decay = config.get("g_ema", 0.0)
+    averaged = bool(decay) and not raw
+    graph = tf.Graph()
+    with graph.as_default():
+        tf1.set_random_seed(seed)  # the restore overwrites the initial weights; set for determinism
+        sampler = build_sampler(config["output_dim"], config["z_dim"],
+                                config.get("precision", "float32"), averaged=averaged,
+                                image_size=run_directory.image_size(config))
+        saver = tf1.train.Saver(sampler.variables)
+        init = tf1.global_variables_initializer()  # what the checkpoint does not hold
+    graph.finalize()
+    with tf1.Session(graph=graph, config=sessions.session_config()) as sess:
+        sess.run(init)
+        restored = checkpoints.restore(run.checkpoint_dir, sess, saver, sampler.variables,
+                                       checkpoint)
+        if not restored:
+            raise errors.RunError(f"{run.checkpoint_dir} holds no checkpoint yet; a run saves one "
+                                  f"after its first epoch")
+        averaged_generator.prepare_sampler(sess, sampler, seed)
+        if z is None:
+            z = sessions.draw_z(np.random.default_rng(seed), num, config["z_dim"])
+        images = sessions.run_sampler(sess, sampler, z)
+    return Samples(images, restored,
+                   f"averaged generator (decay {decay})" if averaged else "trained generator")

@@ -1,0 +1,84 @@
+"""The session and what it is fed: session settings, z, the uint8 batches of a training step, and
+running a sampler (a generator in inference mode) over any number of z.
+
+Every z of a run is a function of seeds alone (numpy Generators), so a resumed run, an evaluation
+and a sample grid draw the same z on every machine.
+"""
+import collections
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import rewriter_config_pb2
+
+import data
+
+tf1 = tf.compat.v1
+
+
+def session_config(intra_op_threads=0, inter_op_threads=0, cpu_devices=1):
+    """The session settings every training, benchmark and sampling session uses.
+
+    Grappler's remapper is switched off: on this graph it tries to fuse conv + bias + leaky ReLU
+    although the leaky ReLU's gradient reads the bias output, fails with an error in the log, and
+    then applies nothing, so turning it off loses no speed (measured: bench.py) and no log line.
+    0 threads means TensorFlow's choice (one per core). `cpu_devices` > 1 gives the session that
+    many CPU devices (a ConfigProto, unlike the default session, ignores the logical devices of
+    tf.config), for several replicas on a machine without GPUs.
+    """
+    config = tf1.ConfigProto(intra_op_parallelism_threads=intra_op_threads,
+                             inter_op_parallelism_threads=inter_op_threads,
+                             allow_soft_placement=True)
+    if cpu_devices > 1:
+        config.device_count["CPU"] = cpu_devices
+    config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
+    return config
+
+
+# A Sampler: run `samples` feeding `z` ([batch, z_dim]). An averaged generator's also has
+# `refresh_stats`, to run first feeding `stats_z`: it sets the batch-norm statistics (None
+# otherwise). `variables`: what a checkpoint must hold to restore it.
+Sampler = collections.namedtuple("Sampler", "z samples z_dim refresh_stats stats_z variables")
+
+
+def draw_z(rng, count, z_dim):
+    """count vectors z ~ U(-1, 1)^z_dim from a numpy Generator, as float32."""
+    return rng.uniform(-1.0, 1.0, (count, z_dim)).astype(np.float32)
+
+
+def step_z(seed, step, batch_size, z_dim):
+    """The z of one training step, a function of (seed, step) alone, so a resumed run draws the
+    same z as an uninterrupted one."""
+    return draw_z(np.random.default_rng([seed, 2, step]), batch_size, z_dim)
+
+
+def step_feed(model, images, indices, seed, step, worker=0, workers=1):
+    """The feed of one training step: a uint8 batch (scaled in the graph) and its z.
+
+    uint8 is a quarter of float32's bytes to copy; gathering and drawing z take well under a
+    millisecond against hundreds for the step, so no input pipeline is needed. With several
+    `workers`, each feeds its own share of the global batch `indices` and of its z (worker k the
+    k-th), so together they train on exactly what one process would, and each reads only its
+    own rows of the images.
+    """
+    share = len(indices) // workers
+    rows = slice(worker * share, (worker + 1) * share)
+    return {model.real_images: images[indices[rows]],
+            model.z: step_z(seed, step, len(indices), model.z_dim)[rows]}
+
+
+def scale_pixels(images):
+    """uint8 pixels 0..255 -> float32 [-1, 1] inside the graph (data.scale's formula)."""
+    return tf.cast(images, tf.float32) / data.PIXEL_HALF_RANGE - 1.0
+
+
+def run_sampler(sess, sampler, z, batch_size=500):
+    """Runs a prepared Sampler on the given z, batch_size at a time (bounded memory for any
+    count); returns float32 (len(z), N, N, C) in [-1, 1]."""
+    return np.concatenate([sess.run(sampler.samples, {sampler.z: z[start:start + batch_size]})
+                           for start in range(0, len(z), batch_size)])
+
+
+def generate_images(sess, sampler, num, rng, batch_size=500):
+    """Runs a prepared Sampler on `num` z drawn from rng; returns float32 (num, N, N, C) in
+    [-1, 1]."""
+    return run_sampler(sess, sampler, draw_z(rng, num, sampler.z_dim), batch_size)

@@ -1,0 +1,218 @@
+"""The training step train.py runs: one D update and --g-steps G updates as one op, on one device
+or on every replica of a tf.distribute strategy.
+
+It computes what dcgan.model_loss and dcgan.model_optimizers (the blog post's reference, two
+session calls per batch) compute; tests/test_training_step.py holds the two against each other.
+"""
+import collections
+
+import tensorflow as tf
+
+import dcgan
+from machinery import averaged_generator, layers, sessions
+from machinery.hyperparameters import (ALPHA, BETA1, G_STEPS, IMAGE_SIZE, LEARNING_RATE, SMOOTH,
+                                       Z_DIM)
+
+tf1 = tf.compat.v1
+
+Model = collections.namedtuple(
+    "Model", "real_images z train_step d_loss g_loss d_real d_fake global_step output_dim "
+             "z_dim precision implementation sampler averaged start_average image_size "
+             "replicas")
+Model.__doc__ = """The built training graph. Feed `real_images` (uint8 [batch, N, N, output_dim],
+scaled to [-1, 1] in the graph) and `z` (float32 [batch, z_dim]); run `train_step`. To log:
+`d_loss` (before the D update), `g_loss` (of the first G update, against the updated D), mean
+D(x) `d_real` and mean D(G(z)) `d_fake` (means over all replicas). `sampler`: the inference-mode
+generator on `z` (a sessions.Sampler); `global_step`: the int64 count of batches trained. With
+g_ema_decay, `averaged` (the averaged generator's Sampler) and `start_average` (copies the
+weights into the average: run it once after initialising), else None for both. `replicas`: the
+replicas in sync (1 without a strategy). The rest: the settings it was built with."""
+
+# What one replica's step is built from; `networks` holds the keyword arguments of every pass.
+_StepSettings = collections.namedtuple(
+    "_StepSettings", "output_dim g_steps alpha smooth g_ema_decay networks image_size")
+# A built step: the op that ends it, the losses and mean D(x), D(G(z)) to log, the averaged
+# generator's Sampler (or None) and the generator's trainable variables.
+_Step = collections.namedtuple("_Step", "last_update d_loss g_loss d_real d_fake averaged g_vars")
+
+
+def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARNING_RATE,
+                beta1=BETA1, alpha=ALPHA, smooth=SMOOTH, precision="float32",
+                implementation=None, g_ema_decay=0.0, image_size=IMAGE_SIZE, strategy=None,
+                sync_batch_norm=False):
+    """Builds the whole training graph: placeholders, one fused training op, and the sampler.
+
+    One run of `train_step` is what the blog post's session calls per batch do (one D update,
+    then `g_steps` G updates on the same z), with two savings that change no number: the G
+    forward pass of the D update is reused by the first G update (same z, same G weights), and
+    every update and the step counter run in one session call. Each G update reads the weights
+    the D update wrote: its layers are built under a control dependency on it, and resource
+    variables read after their dependencies. Under a tf.distribute `strategy` every replica runs
+    the same step on its slice of the batch fed here (`_replicated_step`).
+
+    Args:
+      output_dim: image channels.
+      z_dim: size of z.
+      g_steps: generator updates per discriminator update (>= 1).
+      learning_rate, beta1: Adam settings of both optimizers.
+      alpha, smooth: the discriminator's leaky ReLU slope; one-sided label smoothing.
+      precision: 'float32' or 'bfloat16' compute (weights, BN statistics and losses stay float32).
+      implementation: how the convolutions are computed (convolutions.IMPLEMENTATIONS); None
+        picks the one for the device TensorFlow sees.
+      g_ema_decay: if > 0, after each G update also w_avg <- decay w_avg + (1 - decay) w for an
+        averaged copy of the generator (averaged_generator.py; not in the paper; opt-in).
+      image_size: the side N of the images both networks are built for.
+      strategy: None (one device, nothing distributed), or a tf.compat.v1.distribute strategy
+        whose scope the model is built in; the batch fed must divide by its local replicas.
+      sync_batch_norm: with a strategy, batch norm in training mode uses the statistics of all
+        replicas' batches together (so N replicas at B/N compute what one device does at B).
+
+    Returns:
+      A Model.
+
+    Raises:
+      ValueError: any argument out of range.
+    """
+    settings = _step_settings(output_dim, z_dim, g_steps, alpha, smooth, precision,
+                              implementation, g_ema_decay, image_size, strategy, sync_batch_norm)
+    implementation = settings.networks["implementation"]
+    optimizers = (dcgan.adam(learning_rate, beta1, "d_adam"),
+                  dcgan.adam(learning_rate, beta1, "g_adam"))
+    real_images = tf1.placeholder(tf.uint8, [None, image_size, image_size, output_dim],
+                                  name="real_images")
+    z = tf1.placeholder(tf.float32, [None, z_dim], name="z")
+    global_step = tf1.train.get_or_create_global_step()
+    if strategy is None:
+        step = _training_step(sessions.scale_pixels(real_images), z, settings, optimizers)
+        replicas = 1
+    else:
+        with strategy.scope():
+            step = _replicated_step(strategy, real_images, z, settings, optimizers)
+        replicas = strategy.num_replicas_in_sync
+    with tf.control_dependencies([step.last_update]):
+        train_step = tf1.assign_add(global_step, 1, name="train_step")
+
+    samples = dcgan.sampler(z, output_dim, precision=precision, implementation=implementation,
+                            image_size=image_size)
+    start_average = averaged_generator.start_average() if step.averaged else None
+    return Model(real_images, z, train_step, step.d_loss, step.g_loss, step.d_real, step.d_fake,
+                 global_step, output_dim, z_dim, precision, implementation,
+                 sessions.Sampler(z, samples, z_dim, None, None, step.g_vars), step.averaged,
+                 start_average, image_size, replicas)
+
+
+def _step_settings(output_dim, z_dim, g_steps, alpha, smooth, precision, implementation,
+                   g_ema_decay, image_size, strategy, sync_batch_norm):
+    """build_model's arguments checked, as the _StepSettings every replica builds from."""
+    dcgan.check_positive_int(output_dim, "output_dim")
+    dcgan.check_positive_int(z_dim, "z_dim")
+    dcgan.check_positive_int(g_steps, "g_steps")
+    dcgan.check_smooth(smooth)
+    if not 0.0 <= g_ema_decay < 1.0:
+        raise ValueError(f"g_ema_decay must be in [0, 1), got {g_ema_decay!r}")
+    if sync_batch_norm and strategy is None:
+        raise ValueError("sync_batch_norm needs a strategy: one device has nothing to sync")
+    dcgan.check_image_size(image_size)
+    networks = dict(precision=precision,
+                    implementation=layers.convolution_implementation(implementation),
+                    sync_batch_norm=sync_batch_norm)
+    return _StepSettings(output_dim, g_steps, alpha, smooth, g_ema_decay, networks, image_size)
+
+
+def _training_step(real, z, settings, optimizers, loss_scale=1.0, build_averaged=None):
+    """One D update then g_steps G updates on (real, z), built in this thread; see build_model.
+
+    `loss_scale` multiplies the losses the optimizers minimize (not those logged): under a
+    strategy it is 1 / replicas, since the strategy sums the replicas' gradients. With
+    settings.g_ema_decay, `build_averaged()` builds the averaged generator's Sampler after the
+    first G update (by default, here, for z).
+    """
+    d_optimizer, g_optimizer = optimizers
+    networks, output_dim = settings.networks, settings.output_dim
+    generates = dict(networks, image_size=settings.image_size)
+    scaled = (lambda loss: loss) if loss_scale == 1.0 else (lambda loss: loss * loss_scale)
+
+    # (1) Update D: maximize log D(x) + log(1 - D(G(z))).
+    with layers.recorded_updates() as g_stat_updates:
+        fake = dcgan.generator(z, output_dim, training=True, **generates)
+    with layers.recorded_updates() as d_stat_updates:
+        real_prob, real_logits = dcgan.discriminator(real, alpha=settings.alpha, **networks)
+    fake_prob, fake_logits = dcgan.discriminator(fake, reuse=True, alpha=settings.alpha,
+                                                 update_moving_stats=False, **networks)
+    d_loss = dcgan.discriminator_loss(real_logits, fake_logits, settings.smooth)
+    d_real, d_fake = tf.reduce_mean(real_prob), tf.reduce_mean(fake_prob)
+    g_vars = dcgan.trainable_variables(dcgan.GENERATOR_SCOPE)
+    with tf.control_dependencies(d_stat_updates):
+        last_update = d_optimizer.minimize(scaled(d_loss), var_list=dcgan.trainable_variables(
+            dcgan.DISCRIMINATOR_SCOPE))
+
+    # (2) Update G, g_steps times: maximize log D(G(z)) against the updated D.
+    build_averaged = build_averaged or (lambda: _step_averaged_sampler(z, settings))
+    g_losses, averaged = [], None
+    for index in range(settings.g_steps):
+        with tf.control_dependencies([last_update]):
+            if index > 0:  # G changed in the previous update: its forward pass is new
+                with layers.recorded_updates() as g_stat_updates:
+                    fake = dcgan.generator(z, output_dim, reuse=True, training=True, **generates)
+            _, fake_logits_after = dcgan.discriminator(fake, reuse=True, alpha=settings.alpha,
+                                                       update_moving_stats=False, **networks)
+            g_losses.append(dcgan.generator_loss(fake_logits_after))
+        with tf.control_dependencies([last_update] + g_stat_updates):
+            last_update = g_optimizer.minimize(scaled(g_losses[-1]), var_list=g_vars)
+        if settings.g_ema_decay:
+            if index == 0:  # the averaged generator's variables, once
+                averaged = build_averaged()
+            last_update = averaged_generator.update_average(settings.g_ema_decay, last_update)
+    return _Step(last_update, d_loss, g_losses[0], d_real, d_fake, averaged, g_vars)
+
+
+def _step_averaged_sampler(z, settings):
+    """The averaged generator's Sampler on `z`, built with the step's settings."""
+    return averaged_generator.averaged_sampler(
+        z, settings.output_dim, settings.networks["precision"],
+        settings.networks["implementation"], settings.image_size)
+
+
+def _replica_loss_scale(strategy):
+    """What each replica's losses are multiplied by: the strategy sums their gradients."""
+    return 1.0 / strategy.num_replicas_in_sync
+
+
+def _replicated_step(strategy, real_images, z, settings, optimizers):
+    """The step run by every replica of `strategy` on its slice of the batch fed here.
+
+    Each replica's losses are divided by the number of replicas in sync: the v1 optimizers sum
+    the replicas' gradients, so undivided, N replicas would step N times too far. The logged
+    numbers are the means over all replicas (on every worker). Nothing here writes summaries:
+    they do not work inside the replica function (TensorFlow #44352).
+    """
+    local_replicas = len(strategy.extended.worker_devices)
+    loss_scale = _replica_loss_scale(strategy)
+    averaged = []
+
+    def build_averaged():
+        """The averaged generator, once for all replicas, outside them (merge_call), where the
+        one-device graph builds it: its sampler is the whole model's, on the whole z."""
+        def build(_):
+            if not averaged:
+                averaged.append(_step_averaged_sampler(z, settings))
+        tf.distribute.get_replica_context().merge_call(build)
+        return averaged[0]
+
+    def replica_step():
+        context = tf.distribute.get_replica_context()
+        # Replica ids run worker by worker (worker k holds k L ... k L + L - 1 of L each), so
+        # the id modulo L is the replica's place on this worker, and in the batch fed here.
+        local = context.replica_id_in_sync_group % local_replicas
+        share = tf.shape(real_images)[0] // local_replicas
+        rows = slice(local * share, (local + 1) * share)
+        step = _training_step(sessions.scale_pixels(real_images[rows]), z[rows], settings,
+                              optimizers, loss_scale, build_averaged)
+        return step.last_update, step.d_loss, step.g_loss, step.d_real, step.d_fake
+
+    # do_not_convert: the function builds graph ops once; AutoGraph has nothing to convert.
+    updates, *logged = strategy.extended.call_for_each_replica(
+        tf.autograph.experimental.do_not_convert(replica_step))
+    means = [strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None) for value in logged]
+    return _Step(strategy.group(updates), *means, averaged[0] if averaged else None,
+                 dcgan.trainable_variables(dcgan.GENERATOR_SCOPE))
