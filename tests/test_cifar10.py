@@ -1,6 +1,5 @@
 """CIFAR-10's binary version: a format-exact archive written here (fixed-length records of a label
 byte and three 1,024-byte colour planes, in cifar-10-batches-bin/), read without extracting."""
-import io
 import os
 import tarfile
 
@@ -8,46 +7,7 @@ import numpy as np
 import pytest
 
 import data
-
-MEMBER_DIR = "cifar-10-batches-bin"
-
-
-def records(images, labels):
-    """The published layout: per image its label, then red, green and blue planes, row-major."""
-    planes = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
-    return np.concatenate([labels[:, None].astype(np.uint8), planes], axis=1).tobytes()
-
-
-def add_member(archive, name, payload, kind=tarfile.REGTYPE):
-    info = tarfile.TarInfo(name)
-    info.size, info.type = len(payload), kind
-    archive.addfile(info, io.BytesIO(payload) if kind == tarfile.REGTYPE else None)
-
-
-def write_cifar10(path, per_batch=3, seed=0, skip=(), extra=()):
-    """The archive with 5 training batches and a test batch of `per_batch` images each (the real
-    one has 10,000), its meta and readme files, minus `skip`, plus `extra` (name, payload)
-    members; returns {member: (images, labels)}."""
-    rng = np.random.default_rng(seed)
-    written = {}
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with tarfile.open(path, "w:gz") as archive:
-        add_member(archive, f"{MEMBER_DIR}/batches.meta.txt", b"airplane\nautomobile\n")
-        for member in data.CIFAR10_MEMBERS["train"] + data.CIFAR10_MEMBERS["test"]:
-            if member in skip:
-                continue
-            images = rng.integers(0, 256, (per_batch, 32, 32, 3), dtype=np.uint8)
-            labels = rng.integers(0, 10, per_batch)
-            add_member(archive, member, records(images, labels))
-            written[member] = (images, labels)
-        add_member(archive, f"{MEMBER_DIR}/readme.html", b"<html></html>")
-        for name, payload in extra:
-            add_member(archive, name, payload)
-    return written
-
-
-def archive_path(root):
-    return os.path.join(str(root), "cifar10", data.CIFAR10_ARCHIVE[0])
+from helpers import add_member, archive_path, write_cifar10
 
 
 def test_train_is_the_default_split_and_every_pixel_is_where_it_belongs(tmp_path):

@@ -11,17 +11,12 @@ import sys
 import pytest
 
 from machinery import quiet_start
+from helpers import ENTRY_POINTS, ROOT, run_python
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENTRY_POINTS = ("train", "generate", "evaluate", "features", "bench")
+
 # A line of TensorFlow's C++ logging (absl/glog format), or absl's pre-initialization warning.
 CPP_LOG_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]|WARNING: All log "
                           r"messages before absl::InitializeLog)")
-
-
-def run_python(args, timeout=120, **kwargs):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
 
 
 def imported_modules(stderr):
@@ -85,6 +80,8 @@ CHATTER = (b"WARNING: All log messages before absl::InitializeLog() is called ar
            b"on your machine, GPU will not be used.\n"
            b"E0000 00:00:1796168646.751202    3147 cuda_platform.cc:52] failed call to cuInit: "
            b"INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
+
+
 REAL = (b"E0000 00:00:1796168646.751202    3147 op_kernel.cc:1830] OP_REQUIRES failed: "
         b"out of memory\n"
         b"W0000 00:00:1796168646.751202    3147 allocator.cc:122] Allocation exceeds 10%\n"

@@ -6,13 +6,10 @@ import pytest
 import tensorflow as tf
 
 import dcgan
-from machinery import convolutions, hyperparameters, sessions
+from machinery import convolutions, hyperparameters
+from helpers import session
 
 tf1 = tf.compat.v1
-
-
-def session(graph):
-    return tf1.Session(graph=graph, config=sessions.session_config())
 
 
 def assert_same_values_and_gradients(graph, rng, pairs):

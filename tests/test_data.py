@@ -4,11 +4,9 @@ The files are written here in the exact formats of the published ones: SVHN as a
 with X (32, 32, 3, N) uint8 and y (N, 1) where 10 means the digit 0; MNIST as gzipped IDX with
 big-endian headers and magic numbers 2051 (images) and 2049 (labels).
 """
-import gzip
 import hashlib
 import http.server
 import os
-import struct
 import threading
 
 import numpy as np
@@ -17,36 +15,7 @@ import scipy.io
 
 import data
 from machinery import downloads, image_rows
-
-
-def write_svhn(path, count, seed=0, labels=None):
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (32, 32, 3, count), dtype=np.uint8)
-    if labels is None:
-        labels = (np.arange(count) % 10 + 1).reshape(-1, 1)  # 1..10, 10 = digit 0
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    scipy.io.savemat(path, {"X": images, "y": labels.astype(np.uint8)})
-    return images, labels
-
-
-def idx_bytes(array, magic):
-    return struct.pack(f">{1 + array.ndim}I", magic, *array.shape) + array.astype(np.uint8).tobytes()
-
-
-def write_gzip(path, payload):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with gzip.open(path, "wb") as handle:
-        handle.write(payload)
-
-
-def write_mnist_split(folder, split, count, seed=0):
-    (image_file, _), (label_file, _) = data.MNIST_FILES[split]
-    rng = np.random.default_rng(seed)
-    digits = rng.integers(1, 256, (count, 28, 28), dtype=np.uint8)
-    labels = np.arange(count) % 10
-    write_gzip(os.path.join(folder, image_file), idx_bytes(digits, 2051))
-    write_gzip(os.path.join(folder, label_file), idx_bytes(labels, 2049))
-    return digits, labels
+from helpers import idx_bytes, write_gzip, write_mnist_split, write_svhn
 
 
 def test_svhn_layout_labels_and_default_splits(tmp_path):

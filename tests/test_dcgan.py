@@ -6,23 +6,15 @@ import tensorflow as tf
 
 import dcgan
 from machinery import averaged_generator, hyperparameters, sessions, training_step
+from helpers import session, values_by_name
 
 tf1 = tf.compat.v1
 BATCH = 8
 
 
-def session(graph):
-    return tf1.Session(graph=graph, config=sessions.session_config())
-
-
 def variable_shapes(scope):
     return {v.op.name: tuple(v.shape.as_list())
             for v in tf1.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES, scope + "/")}
-
-
-def values_by_name(sess):
-    return {v.op.name: value for v, value in
-            zip(tf1.global_variables(), sess.run(tf1.global_variables()))}
 
 
 @pytest.mark.parametrize("channels", [3, 1])

@@ -13,7 +13,7 @@ import bench
 import generate
 import train
 from machinery import devices
-from test_train import args as argv
+from helpers import train_args
 
 
 @pytest.mark.parametrize("flags, gpu, fast, hardware, found", [
@@ -48,7 +48,7 @@ def test_unreadable_cpu_flags_warn(tmp_path, monkeypatch):
 def test_train_with_bfloat16_warns_only_without_amx_and_runs(data_dir, tmp_path, capsys,
                                                              monkeypatch, flags, warned):
     monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
-    assert train.main(argv(data_dir, tmp_path / "run", "--precision", "bfloat16",
+    assert train.main(train_args(data_dir, tmp_path / "run", "--precision", "bfloat16",
                            "--max-steps", "1")) == 0
     err = capsys.readouterr().err
     assert ("bfloat16 may be slower than float32 here" in err) == warned

@@ -9,6 +9,7 @@ import pytest
 import evaluate
 import train
 from machinery import classifiers, durable, metrics, quality, run_directory
+from helpers import easy_classes
 
 
 def test_identical_feature_sets_are_at_distance_zero():
@@ -59,17 +60,6 @@ def test_class_coverage():
     assert entropy == pytest.approx(np.log(10)) and smallest == pytest.approx(0.1)
     entropy, smallest = quality.class_coverage(np.eye(10)[np.arange(1000) % 5])
     assert entropy == pytest.approx(np.log(5)) and smallest == 0.0
-
-
-def easy_classes(count, seed):
-    """Class 0: a bright top half; class 1: a bright bottom half; both with noise."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(count) % 2
-    images = rng.integers(0, 60, (count, 32, 32, 1)).astype(np.uint8)
-    for index, label in enumerate(labels):
-        rows = slice(0, 16) if label == 0 else slice(16, 32)
-        images[index, rows] += 180
-    return images, labels
 
 
 def test_a_toy_classifier_separates_two_easy_classes():

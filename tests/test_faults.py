@@ -2,14 +2,10 @@
 writes that fail midway, a failing evaluation, many resumes and impossible flags. Each test checks
 the exit status, the one-line message, and that every file saved before is intact."""
 import csv
-import hashlib
 import json
 import os
 import resource
-import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -19,60 +15,15 @@ import pytest
 import evaluate
 import generate
 import train
-from machinery import checkpoints, classifiers, durable, metrics, quality, run_directory
-from test_train import args as argv
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture
-def run(two_epochs, tmp_path):
-    copy = tmp_path / "run"
-    shutil.copytree(two_epochs, copy)
-    return copy
-
-
-def snapshot(folder, skip=()):
-    """{relative path: sha256} of every file under folder except those named in skip."""
-    found = {}
-    for parent, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(parent, name)
-            relative = os.path.relpath(path, folder)
-            if relative not in skip and name != ".lock":
-                with open(path, "rb") as handle:
-                    found[relative] = hashlib.sha256(handle.read()).hexdigest()
-    return found
-
-
-def assert_intact(before, folder):
-    """Every file of the `before` snapshot is still in folder, byte for byte."""
-    after = snapshot(folder)
-    assert {path: after.get(path) for path in before} == before
-
-
-def one_error_line(stderr):
-    """The single 'error: ...' line of a failed command (and no traceback)."""
-    assert "Traceback" not in stderr
-    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, stderr
-    return lines[0]
-
-
-def checkpoint_steps(run):
-    return [checkpoints.checkpoint_step(prefix)
-            for prefix in checkpoints.listed(run_directory.RunDir(str(run)).checkpoint_dir)]
-
-
-def metric_steps(run):
-    return [int(row["step"]) for row in metrics.read_metrics(run_directory.RunDir(str(run)).metrics_path)
-            if "d_loss" in row]
+from machinery import classifiers, durable, metrics, quality
+from helpers import (assert_intact, checkpoint_steps, metric_steps, one_error_line, snapshot,
+                     start_training, train_args)
 
 
 # --- Damaged checkpoints ---------------------------------------------------------------------
 def test_garbage_state_file_does_not_hide_the_checkpoints(data_dir, run, capsys):
     (run / "checkpoints" / "checkpoint").write_bytes(b"\x00\xffnot a state file")
-    assert train.main(argv(data_dir, run, "--epochs", "3")) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "3")) == 0
     assert "checkpoints/model-8: step 8" in capsys.readouterr().out  # resumed from the newest
     assert checkpoint_steps(run) == [12, 8, 4]
     assert metric_steps(run) == list(range(1, 13))  # history kept, nothing trained twice
@@ -93,7 +44,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(data_dir, run,
     else:
         os.remove(data_file)
     before = snapshot(run, skip={"metrics.csv", "checkpoints/checkpoint"})
-    assert train.main(argv(data_dir, run, "--epochs", "2")) == 0  # trains epoch 2 again
+    assert train.main(train_args(data_dir, run, "--epochs", "2")) == 0  # trains epoch 2 again
     out = capsys.readouterr().out
     assert "resumed" in out and "model-4" in out
     if damage != "missing index":  # an index-less checkpoint is not a checkpoint at all
@@ -111,7 +62,7 @@ def test_only_damaged_checkpoints_refuse_to_start_over(data_dir, run, capsys):
     for name in ("model-4.index", "model-8.index"):
         (run / "checkpoints" / name).write_bytes(b"garbage")
     before = snapshot(run)
-    assert train.main(argv(data_dir, run, "--epochs", "3")) == 1
+    assert train.main(train_args(data_dir, run, "--epochs", "3")) == 1
     line = one_error_line(capsys.readouterr().err)
     assert "no checkpoint in" in line and "model-8" in line and "--fresh" in line
     assert snapshot(run) == before  # nothing touched, metrics.csv included
@@ -121,7 +72,7 @@ def test_checkpoint_files_without_any_index_refuse_to_start_over(data_dir, run, 
     for name in ("model-4.index", "model-8.index"):
         os.remove(run / "checkpoints" / name)
     before = snapshot(run)
-    assert train.main(argv(data_dir, run, "--epochs", "3")) == 1
+    assert train.main(train_args(data_dir, run, "--epochs", "3")) == 1
     assert "no complete checkpoint" in one_error_line(capsys.readouterr().err)
     assert snapshot(run) == before
 
@@ -131,7 +82,7 @@ def test_checkpoint_files_without_any_index_refuse_to_start_over(data_dir, run, 
 def test_damaged_config_is_one_line_for_every_command(data_dir, run, capsys, content):
     (run / "config.json").write_bytes(content)
     before = snapshot(run)
-    assert train.main(argv(data_dir, run, "--epochs", "3")) == 1
+    assert train.main(train_args(data_dir, run, "--epochs", "3")) == 1
     assert "config.json: damaged run settings" in one_error_line(capsys.readouterr().err)
     assert generate.main(["--run", str(run), "--out", str(run.parent / "g.png")]) == 1
     assert "config.json: damaged" in one_error_line(capsys.readouterr().err)
@@ -152,7 +103,7 @@ def test_a_damaged_metrics_line_costs_that_line_only(data_dir, run, capsys):
     lines[0] = b"st\xffep,garbage header\n"  # the header
     lines[3] = b"3,1,0.5,\xff\xfe\n"           # step 3, cut short and not UTF-8
     (run / "metrics.csv").write_bytes(b"".join(lines))
-    assert train.main(argv(data_dir, run, "--epochs", "3")) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "3")) == 0
     assert "skipped 2 damaged line(s)" in capsys.readouterr().out
     assert metric_steps(run) == [1, 2] + list(range(4, 13))
 
@@ -207,29 +158,22 @@ def test_a_damaged_classifier_cache_is_trained_again(run, capsys, monkeypatch):
     assert classifiers.load_classifier("svhn", data_dir, log=lambda message: None)[0] is not None
 
 
-# --- A second process ------------------------------------------------------------------------
-def start(data_dir, run, *extra, preexec_fn=None):
-    command = [sys.executable, os.path.join(ROOT, "train.py"), *argv(data_dir, run, *extra)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=preexec_fn)
-
-
 def test_a_second_trainer_is_refused_and_a_killed_ones_lock_does_not_block(data_dir, run,
                                                                           capsys):
-    first = start(data_dir, run, "--epochs", "1000")
+    first = start_training(data_dir, run, "--epochs", "1000")
     deadline = time.time() + 120
     while not checkpoint_steps(run) or checkpoint_steps(run)[0] <= 8:  # it is training
         assert first.poll() is None and time.time() < deadline
         time.sleep(0.1)
-    assert train.main(argv(data_dir, run, "--epochs", "1000")) == 1
+    assert train.main(train_args(data_dir, run, "--epochs", "1000")) == 1
     line = one_error_line(capsys.readouterr().err)
     assert f"process {first.pid}" in line and "is in use" in line
-    assert train.main(argv(data_dir, run, "--epochs", "3", "--fresh")) == 1  # nor moved aside
+    assert train.main(train_args(data_dir, run, "--epochs", "3", "--fresh")) == 1  # nor moved aside
     assert f"process {first.pid}" in one_error_line(capsys.readouterr().err)
     first.send_signal(signal.SIGKILL)
     first.communicate()
     steps = checkpoint_steps(run)
-    assert train.main(argv(data_dir, run, "--epochs", str(steps[0] // 4 + 1))) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", str(steps[0] // 4 + 1))) == 0
     assert checkpoint_steps(run)[0] == steps[0] + 4
 
 
@@ -244,7 +188,7 @@ def limit_file_size(limit):
 def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_one(data_dir, run):
     before = snapshot(run, skip={"metrics.csv"})
     # 10 MB: the metrics, pictures and events fit; the 71 MB checkpoint data file does not.
-    process = start(data_dir, run, "--epochs", "3", preexec_fn=limit_file_size(10 << 20))
+    process = start_training(data_dir, run, "--epochs", "3", preexec_fn=limit_file_size(10 << 20))
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 1
     line = one_error_line(stderr)
@@ -258,7 +202,7 @@ def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_one(data_dir, 
     assert not [name for name in os.listdir(run / "checkpoints") if name.startswith(".")]
     assert not [name for name in os.listdir(run) if name.startswith(".tmp")]
     # Once the cause is gone, the same command resumes from model-8 and finishes.
-    assert train.main(argv(data_dir, run, "--epochs", "3")) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "3")) == 0
     assert checkpoint_steps(run) == [12, 8, 4]
     assert metric_steps(run) == list(range(1, 13))
 
@@ -283,7 +227,7 @@ def test_a_full_disk_while_logging_is_one_line(data_dir, run, capsys, monkeypatc
 
     monkeypatch.setattr(metrics.MetricsLog, "__init__", open_then_fill)
     before = snapshot(run, skip={"metrics.csv", "config.json"})
-    assert train.main(argv(data_dir, run, "--epochs", "3")) == 1
+    assert train.main(train_args(data_dir, run, "--epochs", "3")) == 1
     line = one_error_line(capsys.readouterr().err)
     assert "metrics.csv" in line and "No space left on device" in line
     assert_intact(before, run)
@@ -298,7 +242,7 @@ def test_a_failing_evaluation_costs_no_training(data_dir, run, capsys, monkeypat
         raise np.linalg.LinAlgError("eigenvalues did not converge")
 
     monkeypatch.setattr(quality, "quality", broken)
-    assert train.main(argv(data_dir, run, "--epochs", "3", "--eval-every", "1",
+    assert train.main(train_args(data_dir, run, "--epochs", "3", "--eval-every", "1",
                            "--eval-num", "8")) == 0
     assert "warning: the evaluation failed (LinAlgError" in capsys.readouterr().err
     assert checkpoint_steps(run) == [12, 8, 4]
@@ -307,7 +251,7 @@ def test_a_failing_evaluation_costs_no_training(data_dir, run, capsys, monkeypat
 
 def test_three_checkpoints_are_kept_across_many_resumes(data_dir, run):
     for epochs in (3, 4, 5, 6):
-        assert train.main(argv(data_dir, run, "--epochs", str(epochs))) == 0
+        assert train.main(train_args(data_dir, run, "--epochs", str(epochs))) == 0
     assert checkpoint_steps(run) == [24, 20, 16]
     names = sorted(os.listdir(run / "checkpoints"))
     assert names == ["checkpoint"] + [f"model-{step}.{part}" for step in (16, 20, 24)
@@ -318,9 +262,9 @@ def test_three_checkpoints_are_kept_across_many_resumes(data_dir, run):
 
 # --- One run, two spellings -----------------------------------------------------------------
 def test_a_trailing_slash_names_the_same_run(data_dir, run, capsys):
-    assert train.main(argv(data_dir, str(run) + "/", "--epochs", "3")) == 0
+    assert train.main(train_args(data_dir, str(run) + "/", "--epochs", "3")) == 0
     assert checkpoint_steps(run) == [12, 8, 4]
-    assert train.main(argv(data_dir, str(run) + "/", "--epochs", "1", "--fresh")) == 0
+    assert train.main(train_args(data_dir, str(run) + "/", "--epochs", "1", "--fresh")) == 0
     assert [name for name in os.listdir(run.parent) if name.startswith("run.old-")]
     assert checkpoint_steps(run) == [4]
 

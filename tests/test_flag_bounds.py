@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from machinery import errors, feature_svm, options
+from helpers import ENTRY_POINTS, ROOT, refusal
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENTRY_POINTS = ("train", "generate", "evaluate", "features", "bench")
 NEEDS_RUN = ("generate", "evaluate", "features")
+
 
 # (entry point, flag, values out of range); every numeric flag has a row (checked below).
 OUT_OF_RANGE = [
@@ -62,18 +62,6 @@ OUT_OF_RANGE = [
 
 def command(entry_point, *flags):
     return (["--run", "r"] if entry_point in NEEDS_RUN else []) + list(flags)
-
-
-def refusal(entry_point, argv, capsys):
-    """The error line of a parse that must fail with status 2."""
-    with pytest.raises(SystemExit) as exit_info:
-        importlib.import_module(entry_point).parse_args(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if ": error: " in line]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def numeric_flags(entry_point):

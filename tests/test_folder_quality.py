@@ -7,8 +7,8 @@ import os
 import shutil
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
 import data
 import evaluate
@@ -16,42 +16,7 @@ import features
 import train
 from machinery import (classifiers, durable, errors, feature_svm, image_rows, metrics, quality,
                        run_directory)
-
-CLASSES = ("bottom", "left", "top")  # sorted, so labels 0, 1, 2
-
-
-def write_folder(root, per_class=10, classes=CLASSES, flat=False, blank=False):
-    """Gray 20x20 PNGs over noise, brightened where the class says (its bottom, left or top
-    half), each class in its sub-folder (or all in `root` when flat); `blank`: all black, so no
-    classifier can tell the classes apart."""
-    rng = np.random.default_rng(0)
-    for name in classes:
-        folder = root if flat else os.path.join(root, name)
-        os.makedirs(folder, exist_ok=True)
-        for index in range(per_class):
-            pixels = np.zeros((20, 20), np.uint8) if blank else \
-                rng.integers(0, 60, (20, 20)).astype(np.uint8)
-            if not blank:
-                half = {"top": np.s_[:10], "bottom": np.s_[10:], "left": np.s_[:, :10]}[name]
-                pixels[half] += 180
-            Image.fromarray(pixels).save(os.path.join(folder, f"{name}{index:02d}.png"))
-
-
-@pytest.fixture
-def quick_classifier(monkeypatch):
-    """A folder classifier of 40 Adam steps: enough for these easy classes, and quick."""
-    monkeypatch.setattr(classifiers, "FOLDER_CLASSIFIER_STEPS", 40)
-
-
-def quiet(message):
-    pass
-
-
-def one_error_line(err):
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("error: ")
-    return lines[0]
+from helpers import CLASSES, CountedRows, only_error_line, quiet, write_folder
 
 
 # --- The split, the bar and the K-class numbers ------------------------------------------------
@@ -196,17 +161,6 @@ def test_a_stratified_draw_keeps_each_class_in_its_share_and_is_the_same_every_t
     np.testing.assert_array_equal(classifiers.stratified_draw(everything, labels, 3), everything)
 
 
-class CountedRows:
-    """An image array whose row reads are recorded: what a memory-mapped cache is asked for."""
-
-    def __init__(self, images):
-        self.images, self.shape, self.reads = images, images.shape, []
-
-    def __getitem__(self, rows):
-        self.reads.append(np.asarray(rows).copy())
-        return self.images[rows]
-
-
 def test_the_folder_classifier_reads_and_resizes_only_what_its_steps_use(tmp_path, monkeypatch):
     """A folder larger than RAM, in small: with the bound at 3 steps of 4 images, 12 images of
     each side of the split are read, a chunk of at most 5 rows at a time, and resized; no other
@@ -302,7 +256,7 @@ def test_a_labeled_folder_run_is_scored_during_and_after_training(tmp_path, quic
     saved = {name: (run / name).read_bytes() for name in ("evaluation.json", "features.json")}
     for tool in (evaluate, features):
         assert tool.main(["--run", str(run)]) == 1
-        line = one_error_line(capsys.readouterr().err)
+        line = only_error_line(capsys.readouterr().err)
         assert f"{tmp_path / 'pictures'} has changed since the run trained on it (30 images " \
                f"then, 31 now" in line and "Put the folder back as it was" in line
     assert {name: (run / name).read_bytes() for name in saved} == saved
@@ -314,13 +268,13 @@ def test_a_folder_without_classes_trains_but_is_not_scored(tmp_path, capsys):
     capsys.readouterr()
     for tool in (evaluate, features):
         assert tool.main(["--run", str(tmp_path / "flat-run")]) == 1
-        line = one_error_line(capsys.readouterr().err)
+        line = only_error_line(capsys.readouterr().err)
         assert f"{tool.__name__}.py needs a labeled folder: the images of {tmp_path / 'flat'} " \
                f"in sub-folders, one per class and at least two" in line
 
     write_folder(str(tmp_path / "one"), per_class=10, classes=("top",))  # one sub-folder
     assert train.main(argv(tmp_path, "one", "one-run", "--eval-every", "1")) == 1
-    line = one_error_line(capsys.readouterr().err)
+    line = only_error_line(capsys.readouterr().err)
     assert line.startswith(f"error: --eval-every needs a labeled folder: the images of "
                            f"{tmp_path / 'one'} in sub-folders")
     assert not os.path.exists(tmp_path / "one-run")  # refused before training: no run left

@@ -18,42 +18,13 @@ import evaluate
 import features
 import generate
 import train
-from machinery import (benchmark, classifiers, convolutions, hyperparameters, image_rows,
-                       pictures, sessions, training_step)
-from test_train import args
+from machinery import (benchmark, classifiers, convolutions, hyperparameters, image_rows, pictures,
+                       sessions, training_step)
+from helpers import (D_WIDTHS, G_WIDTHS, ROOT, discriminator_parameters, generator_parameters,
+                     train_args, trainable_count)
 
 tf1 = tf.compat.v1
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HALF_AN_ADAM_STEP = hyperparameters.LEARNING_RATE / 2
-
-# The networks, written out by hand from the issue's rule: G from 4x4, its last hidden layer 128
-# filters, doubling towards z, at most 1,024; D from 64 filters, doubling, down to 4x4.
-G_WIDTHS = {16: (256, 128), 32: (512, 256, 128), 64: (1024, 512, 256, 128),
-            128: (1024, 1024, 512, 256, 128)}
-D_WIDTHS = {16: (64, 128), 32: (64, 128, 256), 64: (64, 128, 256, 512),
-            128: (64, 128, 256, 512, 1024)}
-
-
-def generator_parameters(widths, channels, z_dim=100):
-    """dense z -> 4x4xw0 (no bias), a gamma and beta per batch norm, 5x5 transposed kernels
-    (no bias before a batch norm), the output layer's bias."""
-    count = z_dim * 4 * 4 * widths[0] + 2 * widths[0]
-    for c_in, c_out in zip(widths, widths[1:]):
-        count += 25 * c_in * c_out + 2 * c_out
-    return count + 25 * widths[-1] * channels + channels
-
-
-def discriminator_parameters(widths, channels):
-    """The first conv with a bias and no batch norm, the others with batch norm, the dense
-    logit from 4x4 x the last width."""
-    count = 25 * channels * widths[0] + widths[0]
-    for c_in, c_out in zip(widths, widths[1:]):
-        count += 25 * c_in * c_out + 2 * c_out
-    return count + 4 * 4 * widths[-1] + 1
-
-
-def trainable_count(scope):
-    return sum(int(np.prod(v.shape.as_list())) for v in tf1.trainable_variables(scope + "/"))
 
 
 def test_the_rule_gives_the_blog_post_and_the_paper():
@@ -218,7 +189,7 @@ def test_a_64_run_trains_checkpoints_resumes_samples_evaluates_and_extracts_feat
         data_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "svhn", (("train",), ("test",), 1))
     run = tmp_path / "run"
-    base = args(data_dir, run, "--image-size", "64", "--sample-grid", "2", "--g-steps", "1")
+    base = train_args(data_dir, run, "--image-size", "64", "--sample-grid", "2", "--g-steps", "1")
     assert train.main(base + ["--max-steps", "2"]) == 0
     assert "64x64x3, resized from 32x32" in capsys.readouterr().out
     config = json.loads((run / "config.json").read_text())
@@ -270,7 +241,7 @@ def test_resuming_a_32_run_at_64_is_refused_naming_both(two_epochs, tmp_path):
     config = json.loads((run / "config.json").read_text())
     before = sorted(os.listdir(run / "checkpoints"))
     result = subprocess.run(
-        [sys.executable, "train.py", *args(config["data_dir"], run, "--image-size", "64",
+        [sys.executable, "train.py", *train_args(config["data_dir"], run, "--image-size", "64",
                                            "--epochs", "3")],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
@@ -285,7 +256,7 @@ def test_a_run_saved_before_the_setting_resumes_at_32(two_epochs, tmp_path, caps
     config = json.loads((run / "config.json").read_text())
     del config["image_size"]
     (run / "config.json").write_text(json.dumps(config))
-    assert train.main(args(config["data_dir"], run, "--epochs", "3")) == 0
+    assert train.main(train_args(config["data_dir"], run, "--epochs", "3")) == 0
     assert "resumed" in capsys.readouterr().out
 
 

@@ -9,44 +9,11 @@ import tensorflow as tf
 import generate
 import train
 from machinery import sessions, strategies, training_step
-from conftest import TEST_CPU_DEVICES
-from test_train import args, checkpoint_values
+from helpers import (REPLICA_BATCH, REPLICA_SIZE, TEST_CPU_DEVICES, Z_DIM,
+                     assert_matches_one_device, checkpoint_values, relative_difference, train_args,
+                     train_steps)
 
 tf1 = tf.compat.v1
-SIZE, BATCH, Z_DIM = 16, 8, 100
-
-
-def images(seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (BATCH, SIZE, SIZE, 1), dtype=np.uint8)
-
-
-def train_steps(devices, steps=3, sync_batch_norm=False, g_steps=1, g_ema_decay=0.0):
-    """Builds the model on `devices` replicas, trains `steps` steps on a fixed batch; returns
-    ({variable: value}, {variable: [each replica's copy]}, [the logged losses of each step]) and
-    the initial weights."""
-    engine = strategies.make_engine(devices)
-    with tf.Graph().as_default():
-        tf1.set_random_seed(0)
-        model = training_step.build_model(1, strategy=engine.strategy, sync_batch_norm=sync_batch_norm,
-                                  image_size=SIZE, g_steps=g_steps, g_ema_decay=g_ema_decay)
-        config = sessions.session_config(cpu_devices=engine.cpu_devices)
-        with tf1.Session(config=config) as sess:
-            sess.run(tf1.global_variables_initializer())
-            if model.start_average is not None:
-                sess.run(model.start_average)
-            initial = {v.op.name: sess.run(v) for v in tf1.global_variables()}
-            logged = [sess.run([model.train_step, model.d_loss, model.g_loss],
-                               {model.real_images: images(), model.z: sessions.step_z(0, step, BATCH,
-                                                                                   Z_DIM)})
-                      for step in range(steps)]
-            values = {v.op.name: sess.run(v) for v in tf1.global_variables()}
-            copies = {v.op.name: sess.run(list(v.values)) for v in tf1.global_variables()
-                      if hasattr(v, "values")}
-    return values, copies, logged, initial
-
-
-def relative_difference(a, b):
-    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-12))
 
 
 def test_every_replica_holds_the_same_copy_of_every_variable():
@@ -55,40 +22,6 @@ def test_every_replica_holds_the_same_copy_of_every_variable():
     for name, (first, second) in copies.items():
         assert np.array_equal(first, second), name
     assert [int(step) for step, *_ in logged] == [1, 2, 3]
-
-
-# Two replicas at B/2 with synchronized batch norm compute what one device computes at B, up to
-# float32 round-off, which Adam then amplifies: its first step divides each gradient by its own
-# size, so where a gradient is near zero a difference of 1e-6 moves the weight by a few percent
-# of the learning rate, and the generator's gradient, taken after the discriminator's update,
-# inherits that. Measured after one step (32x32, batch 16): D's Adam moments within 2e-6 of their
-# largest value, G's within 4e-3 on an AMD EPYC (Zen 5) and within 3.5e-2 on an Intel Xeon
-# (Emerald Rapids: its kernels round otherwise), and every weight within 11% of the learning rate
-# (a handful of G's 3.3 million) but where a near-zero gradient's sign comes out the other way:
-# that weight steps the other way, 200% of the learning rate. On that Xeon, from run to run,
-# none to 0.05% of a G variable's weights did (1,699 of deconv2's 3.3 million). So at most a
-# FLIPPED_WEIGHTS share of a variable's weights may differ by more than WEIGHT_STEPS: a batch of
-# other rows moves 4% to 24% of every variable's weights the other way (16x16, one step). A missing 1/N doubles every first
-# moment and quadruples every second one (a difference of 1 and 3: ten times the bound). After a few steps both runs, like
-# any two float32 orders of summation, drift apart (two one-device runs with TensorFlow's and the
-# rewritten convolutions: 30% in G's moments by step 4), so the comparison is of one step.
-D_MOMENTS, G_MOMENTS, WEIGHT_STEPS, FLIPPED_WEIGHTS = 1e-5, 1e-1, 0.5, 1e-2
-LEARNING_RATE = 2e-4  # hyperparameters.LEARNING_RATE
-
-
-def assert_matches_one_device(one, two):
-    assert set(one) == set(two)  # the same variables under the same names
-    for name, value in one.items():
-        if np.asarray(value).dtype.kind != "f" or name.startswith("run_state/"):
-            continue
-        if "adam" in name.rsplit("/", 1)[-1] and "/" in name:
-            bound = D_MOMENTS if name.startswith("discriminator/") else G_MOMENTS
-            assert relative_difference(value, two[name]) < bound, name
-        elif "moving_" in name:
-            assert relative_difference(value, two[name]) < 1e-4, name
-        elif name.startswith(("discriminator/", "generator/", "g_ema/")):
-            moved_otherwise = np.abs(value - two[name]) >= WEIGHT_STEPS * LEARNING_RATE
-            assert moved_otherwise.mean() <= FLIPPED_WEIGHTS, (name, int(moved_otherwise.sum()))
 
 
 def test_two_replicas_with_synchronized_batch_norm_match_one_device():
@@ -116,12 +49,12 @@ def test_moving_statistics_are_the_mean_over_the_replicas():
     the moving statistics take the mean of the replicas' updates. Checked on the generator's
     first batch norm, whose input (z times the dense kernel) numpy can compute."""
     values, _, _, initial = train_steps(TEST_CPU_DEVICES, steps=1)
-    z = sessions.step_z(0, 0, BATCH, Z_DIM)
+    z = sessions.step_z(0, 0, REPLICA_BATCH, Z_DIM)
     kernel = initial["generator/dense1/kernel"]
     channels = kernel.shape[1] // 16
     decay = 1.0 - 0.9  # hyperparameters.BN_MOMENTUM
     means, variances = [], []
-    for half in (z[:BATCH // 2], z[BATCH // 2:]):
+    for half in (z[:REPLICA_BATCH // 2], z[REPLICA_BATCH // 2:]):
         x = (half @ kernel).reshape(-1, 4, 4, channels).reshape(-1, channels)
         means.append(x.mean(axis=0))
         variances.append(x.var(axis=0, ddof=1))  # fused batch norm's moving variance is unbiased
@@ -136,7 +69,7 @@ def test_one_device_builds_no_strategy():
     assert engine.strategy is None and engine.replicas == 1
     with tf.Graph().as_default():
         tf1.set_random_seed(0)  # (another test may have made TensorFlow's ops deterministic)
-        model = training_step.build_model(1, image_size=SIZE)
+        model = training_step.build_model(1, image_size=REPLICA_SIZE)
         assert model.replicas == 1
         assert not any("replica" in op.name for op in tf1.get_default_graph().get_operations())
 
@@ -148,7 +81,7 @@ def test_session_config_gives_the_session_its_cpu_devices():
 
 def test_synchronized_batch_norm_needs_a_strategy():
     with tf.Graph().as_default(), pytest.raises(ValueError, match="needs a strategy"):
-        training_step.build_model(1, image_size=SIZE, sync_batch_norm=True)
+        training_step.build_model(1, image_size=REPLICA_SIZE, sync_batch_norm=True)
 
 
 def test_the_averaged_generator_on_two_replicas_is_the_one_of_one_device():
@@ -170,7 +103,7 @@ def test_a_checkpoint_moves_between_device_counts(data_dir, tmp_path, capsys):
     """Saved with --devices 2, continued with --devices 1, and the other way round: the same
     variables, and training goes on from the saved step."""
     two_first, one_first = tmp_path / "two-first", tmp_path / "one-first"
-    assert train.main(args(data_dir, two_first, "--epochs", "1", "--devices", "2")) == 0
+    assert train.main(train_args(data_dir, two_first, "--epochs", "1", "--devices", "2")) == 0
     captured = capsys.readouterr()
     out = captured.out
     assert "MirroredStrategy over 2 logical CPU devices" in out and "8 images each" in out
@@ -178,12 +111,12 @@ def test_a_checkpoint_moves_between_device_counts(data_dir, tmp_path, capsys):
     for name in ("samples/epoch_0001.png", "samples/progress.gif", "losses.png"):
         assert (two_first / name).is_file(), name
     assert "device:CPU:0" in out and "device:CPU:1" in out  # the first step ran on both
-    assert train.main(args(data_dir, one_first, "--epochs", "1")) == 0
+    assert train.main(train_args(data_dir, one_first, "--epochs", "1")) == 0
     assert set(checkpoint_values(two_first)) == set(checkpoint_values(one_first))
 
-    assert train.main(args(data_dir, two_first, "--epochs", "2", "--devices", "1")) == 0
+    assert train.main(train_args(data_dir, two_first, "--epochs", "2", "--devices", "1")) == 0
     assert "resumed" in capsys.readouterr().out
-    assert train.main(args(data_dir, one_first, "--epochs", "2", "--devices", "2",
+    assert train.main(train_args(data_dir, one_first, "--epochs", "2", "--devices", "2",
                            "--sync-batch-norm")) == 0
     assert "resumed" in capsys.readouterr().out
     for run in (two_first, one_first):
@@ -196,16 +129,16 @@ def test_a_checkpoint_moves_between_device_counts(data_dir, tmp_path, capsys):
 def test_two_devices_at_batch_b_with_synchronized_batch_norm_train_like_one(data_dir, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     one_step = ("--max-steps", "1", "--g-steps", "1")
-    assert train.main(args(data_dir, one, *one_step)) == 0
-    assert train.main(args(data_dir, two, *one_step, "--devices", "2", "--sync-batch-norm")) == 0
+    assert train.main(train_args(data_dir, one, *one_step)) == 0
+    assert train.main(train_args(data_dir, two, *one_step, "--devices", "2", "--sync-batch-norm")) == 0
     assert_matches_one_device(checkpoint_values(one), checkpoint_values(two))
 
 
 def test_an_averaged_run_on_two_devices_resumes_on_one_and_generates(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
     ema = ("--g-ema", "0.9")
-    assert train.main(args(data_dir, run, "--epochs", "1", "--devices", "2", *ema)) == 0
-    assert train.main(args(data_dir, run, "--epochs", "2", *ema)) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "1", "--devices", "2", *ema)) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "2", *ema)) == 0
     assert "resumed" in capsys.readouterr().out
     values = checkpoint_values(run)
     assert not np.array_equal(values["g_ema/generator/deconv2/kernel"],
@@ -223,14 +156,14 @@ def test_an_averaged_run_on_two_devices_resumes_on_one_and_generates(data_dir, t
 ])
 def test_flags_that_cannot_split_the_batch_are_refused(extra, message, data_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        train.parse_args(args(data_dir, tmp_path / "run", *extra))
+        train.parse_args(train_args(data_dir, tmp_path / "run", *extra))
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "run")
 
 
 def test_more_devices_than_the_process_has_is_one_line(data_dir, tmp_path, capsys):
-    assert train.main(args(data_dir, tmp_path / "run", "--devices", "4", "--batch-size",
+    assert train.main(train_args(data_dir, tmp_path / "run", "--devices", "4", "--batch-size",
                            "16")) == 1
     err = capsys.readouterr().err
     assert "--devices 4: TensorFlow started with 2 CPU device(s)" in err

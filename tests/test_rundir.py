@@ -14,23 +14,8 @@ import pytest
 
 import train
 from machinery import durable, errors, metrics, run_directory, training
-from test_faults import assert_intact, checkpoint_steps, metric_steps, one_error_line, snapshot
-from test_train import args as argv
-
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
-# metrics.csv and config.json as the first version (538f904) and the last before the marker
-# (cb75821, with --eval-every 1 and a resume) wrote them, by running those versions' train.py on
-# this suite's 64-image SVHN data with --batch-size 16.
-FIRST_METRICS = os.path.join(FIXTURES, "metrics_538f904.csv")
-FIRST_CONFIG = os.path.join(FIXTURES, "config_538f904.json")
-QUALITY_METRICS = os.path.join(FIXTURES, "metrics_cb75821.csv")
-
-
-@pytest.fixture
-def run(two_epochs, tmp_path):
-    copy = tmp_path / "run"
-    shutil.copytree(two_epochs, copy)
-    return copy
+from helpers import (FIRST_CONFIG, FIRST_METRICS, QUALITY_METRICS, assert_intact, checkpoint_steps,
+                     metric_steps, one_error_line, snapshot, train_args)
 
 
 @pytest.fixture
@@ -67,7 +52,7 @@ def fails_with_one_line(capsys, command):
 # --- A folder that is not a run --------------------------------------------------------------
 def test_a_foreign_folder_is_refused_and_left_untouched(data_dir, users_folder, capsys):
     before = snapshot(users_folder)
-    line = fails_with_one_line(capsys, argv(data_dir, users_folder, "--epochs", "1"))
+    line = fails_with_one_line(capsys, train_args(data_dir, users_folder, "--epochs", "1"))
     assert str(users_folder) in line and "not a run directory" in line
     assert snapshot(users_folder) == before
     assert sorted(os.listdir(users_folder)) == [".tmp-notes", "losses.png", "metrics.csv",
@@ -78,9 +63,9 @@ def test_the_working_directory_as_out_is_refused_when_it_is_not_a_run(data_dir, 
                                                                      capsys, monkeypatch):
     monkeypatch.chdir(users_folder)
     before = snapshot(users_folder)
-    line = fails_with_one_line(capsys, argv(data_dir, ".", "--epochs", "1"))
+    line = fails_with_one_line(capsys, train_args(data_dir, ".", "--epochs", "1"))
     assert f"{users_folder} is not empty and is not a run directory" in line
-    line = fails_with_one_line(capsys, argv(data_dir, ".", "--epochs", "1", "--fresh"))
+    line = fails_with_one_line(capsys, train_args(data_dir, ".", "--epochs", "1", "--fresh"))
     assert "--fresh" in line and "working directory" in line
     assert snapshot(users_folder) == before
 
@@ -88,12 +73,12 @@ def test_the_working_directory_as_out_is_refused_when_it_is_not_a_run(data_dir, 
 def test_an_empty_folder_is_taken_and_a_file_is_refused(data_dir, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert train.main(argv(data_dir, empty, "--epochs", "1")) == 0
+    assert train.main(train_args(data_dir, empty, "--epochs", "1")) == 0
     assert (empty / run_directory.RUN_MARKER).is_file() and checkpoint_steps(empty) == [4]
     afile = tmp_path / "afile"
     afile.write_bytes(b"keep me")
     for extra in ((), ("--fresh",)):
-        line = fails_with_one_line(capsys, argv(data_dir, afile, "--epochs", "1", *extra))
+        line = fails_with_one_line(capsys, train_args(data_dir, afile, "--epochs", "1", *extra))
         assert str(afile) in line and "file" in line
     assert afile.read_bytes() == b"keep me"
 
@@ -101,14 +86,14 @@ def test_an_empty_folder_is_taken_and_a_file_is_refused(data_dir, tmp_path, caps
 def test_a_run_of_an_earlier_version_without_the_marker_resumes(data_dir, run, capsys):
     os.remove(run / run_directory.RUN_MARKER)
     shutil.copyfile(FIRST_CONFIG, run / "config.json")  # the first version's settings
-    assert train.main(argv(data_dir, run, "--epochs", "3")) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "3")) == 0
     assert checkpoint_steps(run) == [12, 8, 4] and (run / run_directory.RUN_MARKER).is_file()
 
 
 # --- --fresh -----------------------------------------------------------------------------------
 def test_fresh_never_moves_a_folder_that_is_not_a_run(data_dir, users_folder, capsys):
     before = snapshot(users_folder)
-    line = fails_with_one_line(capsys, argv(data_dir, users_folder, "--epochs", "1", "--fresh"))
+    line = fails_with_one_line(capsys, train_args(data_dir, users_folder, "--epochs", "1", "--fresh"))
     assert "--fresh" in line and "not a run directory" in line and "Nothing was moved" in line
     assert snapshot(users_folder) == before
     assert not [name for name in os.listdir(users_folder.parent) if ".old-" in name]
@@ -126,9 +111,9 @@ def test_fresh_never_moves_a_live_run_below(data_dir, run, tmp_path, capsys):
     holders = [hold_lock(live), hold_lock(nested)]
     try:
         before = snapshot(tmp_path)
-        line = fails_with_one_line(capsys, argv(data_dir, runs_folder, "--epochs", "1", "--fresh"))
+        line = fails_with_one_line(capsys, train_args(data_dir, runs_folder, "--epochs", "1", "--fresh"))
         assert "not a run directory" in line
-        line = fails_with_one_line(capsys, argv(data_dir, run, "--epochs", "1", "--fresh"))
+        line = fails_with_one_line(capsys, train_args(data_dir, run, "--epochs", "1", "--fresh"))
         assert "--fresh refused, nothing was moved" in line and str(nested) in line
         assert f"process {holders[1].pid}" in line
         assert snapshot(tmp_path) == before
@@ -137,7 +122,7 @@ def test_fresh_never_moves_a_live_run_below(data_dir, run, tmp_path, capsys):
         for holder in holders:
             holder.kill()
             holder.wait()
-    assert train.main(argv(data_dir, run, "--epochs", "1", "--fresh")) == 0  # none live now
+    assert train.main(train_args(data_dir, run, "--epochs", "1", "--fresh")) == 0  # none live now
     moved = [name for name in os.listdir(tmp_path) if name.startswith("run.old-")]
     assert len(moved) == 1 and (tmp_path / moved[0] / "experiments" / "small").is_dir()
 
@@ -149,12 +134,12 @@ def test_fresh_never_moves_a_parent_of_the_working_directory_home_or_root(
     for out, what in ((run, "working directory or a folder holding it"),
                       (run / "samples" / "..", "working directory or a folder holding it"),
                       (os.sep, "the root directory")):
-        line = fails_with_one_line(capsys, argv(data_dir, out, "--epochs", "1", "--fresh"))
+        line = fails_with_one_line(capsys, train_args(data_dir, out, "--epochs", "1", "--fresh"))
         assert what in line
     monkeypatch.chdir(run.parent)
     monkeypatch.setenv("HOME", str(run))
     assert "the home directory" in fails_with_one_line(
-        capsys, argv(data_dir, run, "--epochs", "1", "--fresh"))
+        capsys, train_args(data_dir, run, "--epochs", "1", "--fresh"))
     assert snapshot(run) == before
 
 
@@ -168,27 +153,27 @@ def test_every_fresh_failure_is_one_line(data_dir, run, tmp_path, capsys, monkey
         real_rename(source, target)
 
     monkeypatch.setattr(os, "rename", read_only)
-    line = fails_with_one_line(capsys, argv(data_dir, run, "--epochs", "1", "--fresh"))
+    line = fails_with_one_line(capsys, train_args(data_dir, run, "--epochs", "1", "--fresh"))
     assert "cannot move" in line and "Read-only file system" in line and "nothing was moved" in line
     monkeypatch.undo()
     os.remove(run / ".lock")
     (run / ".lock").mkdir()  # an odd lock: a folder in its place
     for extra in ((), ("--fresh",)):
-        line = fails_with_one_line(capsys, argv(data_dir, run, "--epochs", "3", *extra))
+        line = fails_with_one_line(capsys, train_args(data_dir, run, "--epochs", "3", *extra))
         assert "lock" in line and str(run / ".lock") in line
     os.rmdir(run / ".lock")
     (run / ".lock").write_bytes(b"\x00\xff garbage, not a holder")  # odd text: still a lock
     link = tmp_path / "link"
     link.symlink_to(run)
-    assert "symbolic link" in fails_with_one_line(capsys, argv(data_dir, link, "--fresh"))
+    assert "symbolic link" in fails_with_one_line(capsys, train_args(data_dir, link, "--fresh"))
     assert_intact(before, run)
-    assert train.main(argv(data_dir, run, "--epochs", "3")) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "3")) == 0
 
 
 # --- A failed start ------------------------------------------------------------------------------
 def test_a_failed_start_leaves_nothing_it_created(data_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "new" / "deeper" / "run"
-    line = fails_with_one_line(capsys, argv("/nonexistent", out, "--epochs", "1"))
+    line = fails_with_one_line(capsys, train_args("/nonexistent", out, "--epochs", "1"))
     assert "file not found" in line
     assert os.listdir(tmp_path) == []  # not the run directory, nor the folders above it
     empty = tmp_path / "empty"
@@ -197,13 +182,13 @@ def test_a_failed_start_leaves_nothing_it_created(data_dir, tmp_path, capsys, mo
         raise KeyboardInterrupt  # Ctrl-C while the data loads
 
     monkeypatch.setattr(training, "load_data", interrupted)
-    assert train.main(argv(data_dir, empty, "--epochs", "1")) == errors.EXIT_INTERRUPTED
+    assert train.main(train_args(data_dir, empty, "--epochs", "1")) == errors.EXIT_INTERRUPTED
     assert os.listdir(empty) == []  # the folder was there before: it stays, empty
 
 
 def test_a_failed_fresh_start_puts_the_previous_run_back(run, capsys):
     before = snapshot(run)
-    assert train.main(argv("/nonexistent", run, "--epochs", "1", "--fresh")) == 1
+    assert train.main(train_args("/nonexistent", run, "--epochs", "1", "--fresh")) == 1
     captured = capsys.readouterr()
     assert "file not found" in one_error_line(captured.err)
     assert f"moved the previous run back to {run}" in captured.out
@@ -230,7 +215,7 @@ def test_a_writers_start_keeps_a_live_readers_temporary_files(data_dir, run, tmp
     two_hours_ago = time.time() - 7200
     os.utime(run / ".tmp-old12345", (two_hours_ago, two_hours_ago))  # an earlier version's
     try:
-        assert train.main(argv(data_dir, run, "--epochs", "3")) == 0
+        assert train.main(train_args(data_dir, run, "--epochs", "3")) == 0
     finally:
         reader.kill()
         reader.wait()
@@ -272,7 +257,7 @@ def test_metrics_of_every_earlier_layout_are_read_with_their_types(tmp_path):
 def test_resuming_a_first_version_run_keeps_its_metrics_history(data_dir, run, capsys):
     shutil.copyfile(FIRST_METRICS, run / "metrics.csv")
     old = {row["step"]: row for row in metrics.read_metrics(str(run / "metrics.csv"))}
-    assert train.main(argv(data_dir, run, "--epochs", "3")) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "3")) == 0
     assert "damaged" not in capsys.readouterr().out
     rows = metrics.read_metrics(str(run / "metrics.csv"))
     assert [row["step"] for row in rows] == list(range(1, 13))
@@ -296,7 +281,7 @@ def test_quotes_nuls_and_huge_lines_cost_only_themselves(data_dir, run, capsys):
     good = metrics.read_metrics(str(run / "metrics.csv"))
     assert [row["step"] for row in good] == list(range(1, 9))
     capsys.readouterr()
-    assert train.main(argv(data_dir, run, "--epochs", "3")) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "3")) == 0
     out = capsys.readouterr().out
     assert "skipped 6 damaged line(s) (line 4, 5, 6, 7, 8 and 1 more)" in out
     assert metric_steps(run) == list(range(1, 13))

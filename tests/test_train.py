@@ -19,30 +19,13 @@ import data
 import generate
 import train
 from machinery import durable, errors, generation, run_directory, sampling, sessions
-from test_data import write_svhn
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BATCH = 16
-
-
-def args(data_dir, out, *extra):
-    return ["--dataset", "svhn", "--data-dir", data_dir, "--skip-checksum", "--no-download",
-            "--batch-size", str(BATCH), "--out", str(out), "--log-every", "1", *extra]
-
-
-def checkpoint_values(run_dir):
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")))
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
-
-
-def metric_steps(run_dir):
-    with open(os.path.join(run_dir, "metrics.csv")) as handle:
-        return [int(float(row["step"])) for row in csv.DictReader(handle)]
+from helpers import (ROOT, TRAIN_BATCH, checkpoint_values, csv_steps, start_training, train_args,
+                     write_svhn)
 
 
 def test_a_run_leaves_samples_plots_metrics_events_and_checkpoints(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
-    assert train.main(args(data_dir, run, "--epochs", "2", "--sample-grid", "3")) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "2", "--sample-grid", "3")) == 0
     out = capsys.readouterr().out
     assert "--batch-size 16" in out and "device: CPU" in out and "seed 0" in out
     assert "first step ran on: " in out and "CPU:0" in out and "convolutions: rewritten" in out
@@ -51,8 +34,8 @@ def test_a_run_leaves_samples_plots_metrics_events_and_checkpoints(data_dir, tmp
     assert [(epoch, steps) for epoch, steps, *_ in epoch_lines] == [("1", "4"), ("2", "4")]
     for _, _, seconds, images_per_sec, share in epoch_lines:
         seconds = float(seconds)  # printed to 0.1 s
-        assert 4 * BATCH / (seconds + 0.05) - 0.05 <= float(images_per_sec) \
-            <= 4 * BATCH / max(seconds - 0.05, 1e-9) + 0.05
+        assert 4 * TRAIN_BATCH / (seconds + 0.05) - 0.05 <= float(images_per_sec) \
+            <= 4 * TRAIN_BATCH / max(seconds - 0.05, 1e-9) + 0.05
         assert 0 < float(share) < 100
     for name in ("samples/epoch_0001.png", "samples/epoch_0002.png", "losses.png", "metrics.csv",
                  "config.json", "checkpoints/checkpoint"):
@@ -70,7 +53,7 @@ def test_a_run_leaves_samples_plots_metrics_events_and_checkpoints(data_dir, tmp
     frame = np.asarray(gif.convert("RGB"), np.float64) / 255
     assert frame.shape == grid[..., :3].shape
     assert np.abs(frame - grid[..., :3]).mean() < 0.02  # the epoch-2 grid (GIF palette round-off)
-    assert metric_steps(run) == list(range(1, 9))
+    assert csv_steps(run) == list(range(1, 9))
     with open(run / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
     for row in rows:
@@ -93,22 +76,17 @@ def test_a_run_leaves_samples_plots_metrics_events_and_checkpoints(data_dir, tmp
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir, tmp_path):
     whole, split = tmp_path / "whole", tmp_path / "split"
-    assert train.main(args(data_dir, whole, "--epochs", "3", "--deterministic")) == 0
-    assert train.main(args(data_dir, split, "--epochs", "1", "--deterministic")) == 0
-    assert train.main(args(data_dir, split, "--epochs", "2", "--max-steps", "6",
+    assert train.main(train_args(data_dir, whole, "--epochs", "3", "--deterministic")) == 0
+    assert train.main(train_args(data_dir, split, "--epochs", "1", "--deterministic")) == 0
+    assert train.main(train_args(data_dir, split, "--epochs", "2", "--max-steps", "6",
                            "--deterministic")) == 0  # stops mid-epoch 2
     assert checkpoint_values(str(split))["run_state/batch_index"] == 2
-    assert train.main(args(data_dir, split, "--epochs", "3", "--deterministic")) == 0
+    assert train.main(train_args(data_dir, split, "--epochs", "3", "--deterministic")) == 0
     expected, got = checkpoint_values(str(whole)), checkpoint_values(str(split))
     assert expected.keys() == got.keys()
     for name in expected:  # same step, fixed z, data order and z: the very same numbers
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
-    assert metric_steps(split) == metric_steps(whole) == list(range(1, 13))
-
-
-def start(data_dir, run, *extra):
-    command = [sys.executable, os.path.join(ROOT, "train.py"), *args(data_dir, run, *extra)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert csv_steps(split) == csv_steps(whole) == list(range(1, 13))
 
 
 def wait_for_checkpoint(process, run, timeout=120):
@@ -130,20 +108,20 @@ def big_data_dir(tmp_path_factory):
 
 def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(big_data_dir, tmp_path):
     run = str(tmp_path / "run")
-    process = start(big_data_dir, run, "--epochs", "3", "--splits", "train")
+    process = start_training(big_data_dir, run, "--epochs", "3", "--splits", "train")
     wait_for_checkpoint(process, run)
     time.sleep(1.0)  # into epoch 2
     process.send_signal(signal.SIGKILL)
     process.communicate()
     assert checkpoint_values(run)["global_step"] == 16  # epoch 1's checkpoint, intact
-    assert train.main(args(big_data_dir, run, "--epochs", "3", "--splits", "train")) == 0
+    assert train.main(train_args(big_data_dir, run, "--epochs", "3", "--splits", "train")) == 0
     assert checkpoint_values(run)["global_step"] == 48
-    assert metric_steps(run) == list(range(1, 49))  # nothing lost, nothing twice
+    assert csv_steps(run) == list(range(1, 49))  # nothing lost, nothing twice
 
 
 def test_sigterm_saves_a_checkpoint_mid_epoch(big_data_dir, tmp_path):
     run = str(tmp_path / "run")
-    process = start(big_data_dir, run, "--epochs", "3", "--splits", "train")
+    process = start_training(big_data_dir, run, "--epochs", "3", "--splits", "train")
     wait_for_checkpoint(process, run)
     time.sleep(1.0)
     process.send_signal(signal.SIGTERM)
@@ -153,16 +131,16 @@ def test_sigterm_saves_a_checkpoint_mid_epoch(big_data_dir, tmp_path):
     values = checkpoint_values(run)
     assert 16 < values["global_step"] < 48
     assert values["run_state/batch_index"] == values["global_step"] % 16
-    assert train.main(args(big_data_dir, run, "--epochs", "3", "--splits", "train")) == 0
+    assert train.main(train_args(big_data_dir, run, "--epochs", "3", "--splits", "train")) == 0
     assert checkpoint_values(run)["global_step"] == 48
-    assert metric_steps(run) == list(range(1, 49))
+    assert csv_steps(run) == list(range(1, 49))
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
-    assert train.main(args(data_dir, run, "--epochs", "1")) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
     good = checkpoint_values(str(run))
-    code = train.main(args(data_dir, run, "--epochs", "3", "--lr", "1e30"))
+    code = train.main(train_args(data_dir, run, "--epochs", "3", "--lr", "1e30"))
     assert code == errors.EXIT_NAN
     error = capsys.readouterr().err
     assert "loss is not finite" in error and "model-4" in error
@@ -173,11 +151,11 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, c
 
 def test_changed_settings_refuse_to_resume_and_fresh_starts_over(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
-    assert train.main(args(data_dir, run, "--epochs", "1")) == 0
-    assert train.main(args(data_dir, run, "--epochs", "2", "--z-dim", "64")) == 1
+    assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "2", "--z-dim", "64")) == 1
     error = capsys.readouterr().err
     assert "z_dim 100 -> 64" in error and "--fresh" in error
-    assert train.main(args(data_dir, run, "--epochs", "1", "--z-dim", "64", "--fresh")) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "1", "--z-dim", "64", "--fresh")) == 0
     assert checkpoint_values(str(run))["run_state/fixed_z"].shape == (36, 64)
     moved = [name for name in os.listdir(tmp_path) if name.startswith("run.old-")]
     assert len(moved) == 1  # the old run is kept, not deleted
@@ -186,9 +164,9 @@ def test_changed_settings_refuse_to_resume_and_fresh_starts_over(data_dir, tmp_p
 
 def test_checkpoint_of_another_model_is_a_clear_error(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
-    assert train.main(args(data_dir, run, "--epochs", "1")) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
     os.remove(run / "config.json")  # hide the settings: only the checkpoint can tell
-    assert train.main(args(data_dir, run, "--epochs", "2", "--z-dim", "64")) == 1
+    assert train.main(train_args(data_dir, run, "--epochs", "2", "--z-dim", "64")) == 1
     assert "not a checkpoint of this model" in capsys.readouterr().err
 
 
@@ -223,7 +201,7 @@ def test_bad_flags_exit_with_usage(tmp_path):
 
 def test_generate_writes_a_grid_and_uint8_images(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
-    assert train.main(args(data_dir, run, "--epochs", "1")) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
     npz = tmp_path / "images.npz"
     assert generate.main(["--run", str(run), "--num", "10", "--out", str(npz), "--seed", "4"]) == 0
     images = np.load(npz)["images"]
@@ -249,10 +227,10 @@ def test_the_average_resumes_bit_for_bit_and_is_what_grids_and_generate_use(data
                                                                            capsys):
     whole, split = tmp_path / "whole", tmp_path / "split"
     ema = ["--g-ema", "0.9", "--deterministic"]
-    assert train.main(args(data_dir, whole, "--epochs", "2", *ema)) == 0
+    assert train.main(train_args(data_dir, whole, "--epochs", "2", *ema)) == 0
     assert "epoch 2 quality" not in capsys.readouterr().out
-    assert train.main(args(data_dir, split, "--epochs", "1", *ema)) == 0
-    assert train.main(args(data_dir, split, "--epochs", "2", *ema)) == 0
+    assert train.main(train_args(data_dir, split, "--epochs", "1", *ema)) == 0
+    assert train.main(train_args(data_dir, split, "--epochs", "2", *ema)) == 0
     expected, got = checkpoint_values(str(whole)), checkpoint_values(str(split))
     assert "g_ema/generator/dense1/kernel" in expected and expected.keys() == got.keys()
     for name in expected:
@@ -260,7 +238,7 @@ def test_the_average_resumes_bit_for_bit_and_is_what_grids_and_generate_use(data
     assert not np.array_equal(expected["g_ema/generator/deconv2/kernel"],
                               expected["generator/deconv2/kernel"])
     assert json.loads((whole / "config.json").read_text())["g_ema"] == 0.9
-    assert train.main(args(data_dir, whole, "--epochs", "3")) == 1  # no switching it off
+    assert train.main(train_args(data_dir, whole, "--epochs", "3")) == 1  # no switching it off
     assert "g_ema 0.9 -> 0.0" in capsys.readouterr().err
     capsys.readouterr()
     for flags, which in (([], "averaged generator (decay 0.9)"), (["--raw"], "trained generator")):
@@ -273,7 +251,7 @@ def test_the_average_resumes_bit_for_bit_and_is_what_grids_and_generate_use(data
 
 def test_interpolation_walks_end_at_the_samples_of_their_z(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
-    assert train.main(args(data_dir, run, "--epochs", "1")) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
     walks = tmp_path / "walks.npz"
     assert generate.main(["--run", str(run), "--interpolate", "3", "--walk-steps", "5",
                           "--out", str(walks), "--seed", "2"]) == 0

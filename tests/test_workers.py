@@ -16,11 +16,9 @@ import pytest
 
 import train
 from machinery import cluster
-from test_replicas import assert_matches_one_device, train_steps
-from test_data import write_svhn
-from test_train import args, checkpoint_values
+from helpers import (ROOT, assert_matches_one_device, checkpoint_values, train_args, train_steps,
+                     write_svhn)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIMIT = 240  # seconds any worker process may take (start-up is ~15 s each on 2 cores)
 
 
@@ -105,7 +103,7 @@ def test_two_workers_hold_the_same_weights(mode, tmp_path):
 
 
 def train_command(data_dir, out, *extra):
-    return ["train.py", *args(data_dir, out, "--worker-timeout", "20", *extra)]
+    return ["train.py", *train_args(data_dir, out, "--worker-timeout", "20", *extra)]
 
 
 def test_two_workers_train_one_run_directory_and_resume_together(data_dir, tmp_path):
@@ -206,7 +204,7 @@ def test_a_signal_to_one_worker_stops_every_worker_after_the_same_step(data_dir,
     assert other_last.startswith(f"SIGTERM: every worker stopped at step {step}, and the chief "
                                  f"saved a checkpoint")
     assert checkpoint_values(run)["global_step"] == step  # saved mid-epoch, nothing lost
-    assert train.main(args(data_dir, run, "--max-steps", str(step + 1))) == 0
+    assert train.main(train_args(data_dir, run, "--max-steps", str(step + 1))) == 0
     assert checkpoint_values(run)["global_step"] == step + 1
 
 
@@ -245,7 +243,7 @@ def test_a_killed_worker_ends_the_other_with_one_line(killed, data_dir, tmp_path
     assert ("the last checkpoint is" if killed else "the chief keeps the checkpoints") in last
     # What the chief saved resumes, here on one device without TF_CONFIG.
     steps = checkpoint_values(run)["global_step"]
-    assert train.main(args(data_dir, run, "--epochs", str(steps // 4 + 1))) == 0
+    assert train.main(train_args(data_dir, run, "--epochs", str(steps // 4 + 1))) == 0
     assert checkpoint_values(run)["global_step"] == (steps // 4 + 1) * 4
 
 
@@ -263,7 +261,7 @@ def test_a_malformed_tf_config_is_one_line_at_parse_time(text, message, data_dir
                                                           monkeypatch, capsys):
     monkeypatch.setenv("TF_CONFIG", text)
     with pytest.raises(SystemExit) as exit_info:
-        train.parse_args(args(data_dir, tmp_path / "run"))
+        train.parse_args(train_args(data_dir, tmp_path / "run"))
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -272,7 +270,7 @@ def test_the_global_batch_must_divide_over_every_worker(data_dir, tmp_path, monk
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2", "c:3"]},
                                                 "task": {"type": "worker", "index": 1}}))
     with pytest.raises(SystemExit):
-        train.parse_args(args(data_dir, tmp_path / "run"))
+        train.parse_args(train_args(data_dir, tmp_path / "run"))
     assert "16 does not divide evenly over 3 replicas (1 devices x 3 workers); try 15" in \
         capsys.readouterr().err
 
