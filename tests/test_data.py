@@ -1,21 +1,23 @@
-"""data.py: parsing the real formats, scaling, batching, downloads and every error path.
+"""data.py: parsing the real formats, scaling, batching, resizing as the datasets load, and every
+error path.
 
-The files are written here in the exact formats of the published ones: SVHN as a MATLAB .mat
-with X (32, 32, 3, N) uint8 and y (N, 1) where 10 means the digit 0; MNIST as gzipped IDX with
-big-endian headers and magic numbers 2051 (images) and 2049 (labels).
+The files are written (helpers.py) in the exact formats of the published ones: SVHN as a MATLAB
+.mat with X (32, 32, 3, N) uint8 and y (N, 1) where 10 means the digit 0; MNIST as gzipped IDX with
+big-endian headers and magic numbers 2051 (images) and 2049 (labels); CIFAR-10's binary version as
+a format-exact archive (fixed-length records of a label byte and three 1,024-byte colour planes, in
+cifar-10-batches-bin/), read without extracting.
 """
-import hashlib
-import http.server
 import os
-import threading
+import tarfile
 
 import numpy as np
 import pytest
 import scipy.io
 
 import data
-from machinery import downloads, image_rows
-from helpers import idx_bytes, write_gzip, write_mnist_split, write_svhn
+from machinery import image_rows
+from helpers import (add_member, archive_path, idx_bytes, write_cifar10, write_gzip,
+                     write_mnist_split, write_svhn)
 
 
 def test_svhn_layout_labels_and_default_splits(tmp_path):
@@ -61,18 +63,18 @@ def test_scale_maps_to_minus_one_one():
     np.testing.assert_allclose(scaled.ravel(), np.arange(256) / 127.5 - 1, atol=1e-6)
 
 
-def test_rows_are_read_a_chunk_at_a_time_and_resized_as_resize_does(tmp_path, monkeypatch):
-    images = np.random.default_rng(0).integers(0, 256, (23, 16, 16, 3)).astype(np.uint8)
-    np.save(tmp_path / "images.npy", images)
-    cache = np.load(tmp_path / "images.npy", mmap_mode="r")
-    monkeypatch.setattr(image_rows, "READ_CHUNK", 4)
-    rows = np.array([0, 3, 4, 9, 10, 11, 22])
-    np.testing.assert_array_equal(image_rows.read_rows(cache, rows), images[rows])
-    np.testing.assert_array_equal(image_rows.read_rows(cache, rows, 8), image_rows.resize(images[rows], 8))
-    lazy = image_rows.ImageRows(cache, rows, 8)
-    assert len(lazy) == 7
-    np.testing.assert_array_equal(lazy[2:5], image_rows.resize(images[rows[2:5]], 8))
-    assert image_rows.read_rows(cache, []).shape == (0, 16, 16, 3)
+def test_the_datasets_are_resized_once_at_load(data_dir):
+    small = data.load_dataset("svhn", data_dir, verify=False, download=False)
+    large = data.load_dataset("svhn", data_dir, verify=False, download=False, image_size=64)
+    assert large.images.shape == (64, 64, 64, 3) and large.images.dtype == np.uint8
+    np.testing.assert_array_equal(large.labels, small.labels)
+    np.testing.assert_array_equal(large.images, image_rows.resize(small.images, 64))
+    assert image_rows.resize(small.images, 32) is small.images
+    ramp = np.tile(np.linspace(0, 255, 32).astype(np.uint8)[None, :, None], (32, 1, 1))[None]
+    back = image_rows.resize(image_rows.resize(ramp, 64), 32).astype(int)
+    assert np.abs(back - ramp).max() <= 1  # a smooth picture survives up and down
+    flat = np.full((2, 32, 32, 1), 200, np.uint8)  # an antialiasing filter keeps a flat field
+    assert np.all(image_rows.resize(flat, 16) == 200) and np.all(image_rows.resize(flat, 128) == 200)
 
 
 def test_batches_are_shuffled_deterministically_per_seed():
@@ -201,97 +203,93 @@ def test_checksum_mismatch_of_a_file_placed_by_hand(tmp_path):
     assert len(data.load_dataset("svhn", str(tmp_path), ["train"], verify=False).images) == 4
 
 
-class LocalServer:
-    """A stand-in for the dataset hosts on 127.0.0.1: serves `files`, 404 for the rest."""
-
-    def __init__(self, files):
-        files_ = files
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                body = files_.get(self.path.rsplit("/", 1)[-1])
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+# --- CIFAR-10 -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def mnist_files(tmp_path):
-    source = str(tmp_path / "source")
-    write_mnist_split(source, "train", 30)
-    files = {}
-    for name in os.listdir(source):
-        with open(os.path.join(source, name), "rb") as handle:
-            files[name] = handle.read()
-    return files
+def test_train_is_the_default_split_and_every_pixel_is_where_it_belongs(tmp_path):
+    written = write_cifar10(archive_path(tmp_path))
+    dataset = data.load_dataset("cifar10", str(tmp_path), verify=False, download=False)
+    train = data.CIFAR10_MEMBERS["train"]
+    expected = np.concatenate([written[member][0] for member in train])
+    assert dataset.images.shape == (15, 32, 32, 3) and dataset.images.dtype == np.uint8
+    np.testing.assert_array_equal(dataset.images, expected)
+    np.testing.assert_array_equal(dataset.labels,
+                                  np.concatenate([written[member][1] for member in train]))
+    test = data.load_dataset("cifar10", str(tmp_path), ["test"], verify=False, download=False)
+    np.testing.assert_array_equal(test.images, written[data.CIFAR10_MEMBERS["test"][0]][0])
+    assert data.channels("cifar10") == 3
 
 
-def test_download_tries_mirrors_verifies_and_never_downloads_twice(tmp_path, monkeypatch, mnist_files):
-    server = LocalServer(mnist_files)
-    try:
-        dead = "http://127.0.0.1:9/"  # nothing listens on the discard port: the first mirror fails
-        monkeypatch.setattr(data, "_MNIST_MIRRORS", (dead, server.url))
-        md5s = {name: hashlib.md5(body).hexdigest() for name, body in mnist_files.items()}
-        monkeypatch.setitem(data.MNIST_FILES, "train", tuple(
-            (name, md5s[name]) for name, _ in data.MNIST_FILES["train"]))
-        dataset = data.load_dataset("mnist", str(tmp_path / "d"), ["train"])
-        assert dataset.images.shape == (30, 32, 32, 1)
-        folder = tmp_path / "d" / "mnist"
-        assert sorted(os.listdir(folder)) == sorted(mnist_files)  # no temporary files left
-        server.close()  # a second load must not need the network
-        assert len(data.load_dataset("mnist", str(tmp_path / "d"), ["train"]).images) == 30
-    finally:
-        server.close()
+def test_one_pixel_lands_in_its_row_column_and_channel(tmp_path):
+    """A hand-built record: red plane byte 1 + 32*5 + 7 is row 5, column 7, channel 0."""
+    payload = bytearray(data._CIFAR10_RECORD)
+    payload[0] = 4
+    payload[1 + 32 * 5 + 7] = 200                # red
+    payload[1 + 1024 + 32 * 9 + 2] = 100         # green
+    payload[1 + 2048 + 32 * 31 + 31] = 50        # blue
+    path = archive_path(tmp_path)
+    os.makedirs(os.path.dirname(path))
+    with tarfile.open(path, "w:gz") as archive:
+        for member in data.CIFAR10_MEMBERS["test"]:
+            add_member(archive, member, bytes(payload))
+    image = data.load_dataset("cifar10", str(tmp_path), ["test"], verify=False,
+                              download=False).images[0]
+    assert image[5, 7, 0] == 200 and image[9, 2, 1] == 100 and image[31, 31, 2] == 50
+    assert int(image.sum()) == 350
 
 
-def test_download_checksum_mismatch_leaves_no_file(tmp_path, monkeypatch, mnist_files):
-    server = LocalServer(mnist_files)
-    try:
-        monkeypatch.setattr(data, "_MNIST_MIRRORS", (server.url,))
-        with pytest.raises(data.DatasetError, match="checksum mismatch") as error:
-            data.load_dataset("mnist", str(tmp_path), ["train"])  # the real MD5s: mismatch
-        assert "To place it by hand" in str(error.value)
-        assert os.listdir(tmp_path / "mnist") == []
-    finally:
-        server.close()
+def test_no_member_is_extracted_to_disk(tmp_path):
+    outside = tmp_path / "evil.txt"
+    write_cifar10(archive_path(tmp_path / "data"),
+                  extra=[(f"../../{outside.name}", b"x"), ("/tmp/absolute-evil", b"x")])
+    data.load_dataset("cifar10", str(tmp_path / "data"), verify=False, download=False)
+    assert not outside.exists() and sorted(os.listdir(tmp_path / "data" / "cifar10")) == \
+        [data.CIFAR10_ARCHIVE[0]]
 
 
-def test_download_failure_names_url_and_path(tmp_path, monkeypatch):
-    server = LocalServer({})  # every file 404
-    try:
-        monkeypatch.setattr(data, "_SVHN_URL", server.url)
-        with pytest.raises(data.DatasetError) as error:
-            data.load_dataset("svhn", str(tmp_path), ["test"])
-        message = str(error.value)
-        assert server.url + "test_32x32.mat" in message and "Not Found" in message
-        assert os.path.join(str(tmp_path), "svhn", "test_32x32.mat") in message
-        assert os.listdir(tmp_path / "svhn") == []
-    finally:
-        server.close()
+@pytest.mark.parametrize("damage, message", [
+    (lambda path: write_cifar10(path, skip=(data.CIFAR10_MEMBERS["train"][2],)),
+     "lacks cifar-10-batches-bin/data_batch_3.bin"),
+    (lambda path: write_cifar10(path, extra=()) and _truncate(path), "not a readable"),
+    (lambda path: open(path, "wb").write(b"not a tar"), "not a readable"),
+])
+def test_a_damaged_archive_is_one_clear_error(tmp_path, damage, message):
+    path = archive_path(tmp_path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    damage(path)
+    with pytest.raises(data.DatasetError, match=message):
+        data.load_dataset("cifar10", str(tmp_path), verify=False, download=False)
 
 
-def test_downloaded_files_get_the_usual_permissions(tmp_path, mnist_files, umask):
-    server = LocalServer(mnist_files)
-    try:
-        name = "train-images-idx3-ubyte.gz"
-        target = tmp_path / name
-        downloads.download_file(server.url + name, str(target), hashlib.md5(mnist_files[name]).hexdigest())
-        assert (target.stat().st_mode & 0o777) == (0o666 & ~umask)
-        assert target.read_bytes() == mnist_files[name]
-    finally:
-        server.close()
+def _truncate(path):
+    size = os.path.getsize(path)
+    with open(path, "r+b") as handle:
+        handle.truncate(size // 2)
+    return True
+
+
+def test_records_of_the_wrong_length_and_labels_out_of_range(tmp_path):
+    path = archive_path(tmp_path)
+    os.makedirs(os.path.dirname(path))
+    with tarfile.open(path, "w:gz") as archive:
+        add_member(archive, data.CIFAR10_MEMBERS["test"][0], b"\x01" * (data._CIFAR10_RECORD + 5))
+    with pytest.raises(data.DatasetError, match="not a whole number of 3073-byte records"):
+        data.load_dataset("cifar10", str(tmp_path), ["test"], verify=False, download=False)
+    os.remove(path)
+    with tarfile.open(path, "w:gz") as archive:
+        add_member(archive, data.CIFAR10_MEMBERS["test"][0], b"\x0c" * data._CIFAR10_RECORD)
+    with pytest.raises(data.DatasetError, match="labels must be 0..9, found 12"):
+        data.load_dataset("cifar10", str(tmp_path), ["test"], verify=False, download=False)
+
+
+def test_the_archive_is_checked_against_its_published_md5(tmp_path):
+    write_cifar10(archive_path(tmp_path))
+    with pytest.raises(data.DatasetError, match="checksum mismatch.*c32a1d4ab5d03f1284b67883e8d87530"):
+        data.load_dataset("cifar10", str(tmp_path), download=False)
+
+
+def test_without_the_archive_and_downloading_off_the_message_says_where_to_get_it(tmp_path):
+    with pytest.raises(data.DatasetError) as raised:
+        data.load_dataset("cifar10", str(tmp_path), download=False)
+    assert "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz" in str(raised.value)
+    assert "c32a1d4ab5d03f1284b67883e8d87530" in str(raised.value)

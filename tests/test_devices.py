@@ -1,15 +1,12 @@
-"""devices.py: the bfloat16 check's outcomes from injected CPU flags and GPU capabilities, the
-warning for an NVIDIA GPU TensorFlow does not see (a fake nvidia-smi on the PATH), and both as
-the entry points print them."""
-import json
+"""machinery/devices.py: the bfloat16 check's outcomes from injected CPU flags and GPU capabilities,
+the warning for an NVIDIA GPU TensorFlow does not see (a fake nvidia-smi on the PATH), and both as
+the commands print them."""
 import os
-import re
 import stat
 import time
 
 import pytest
 
-import bench
 import generate
 import train
 from machinery import devices
@@ -53,18 +50,6 @@ def test_train_with_bfloat16_warns_only_without_amx_and_runs(data_dir, tmp_path,
     err = capsys.readouterr().err
     assert ("bfloat16 may be slower than float32 here" in err) == warned
     assert ("python bench.py --g-steps 1 --channels 3 --precision both" in err) == warned
-
-
-def test_bench_compares_both_precisions_in_one_command(tmp_path, capsys):
-    report = tmp_path / "bench.json"
-    assert bench.main(["--g-steps", "1", "--channels", "1", "--precision", "both",
-                       "--batch-size", "8", "--warmup", "1", "--steps", "5",
-                       "--json", str(report)]) == 0
-    out = capsys.readouterr().out
-    assert "bfloat16 / float32 = " in out and ("faster here" in out or "slower here" in out)
-    results = json.loads(report.read_text())["results"]
-    assert [result["precision"] for result in results] == ["float32", "bfloat16"]
-    assert all(result["images_per_sec"] > 0 for result in results)
 
 
 # --- An NVIDIA GPU TensorFlow does not see ---------------------------------------------------
@@ -118,24 +103,3 @@ def test_entry_points_print_the_warning_and_go_on(two_epochs, tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.count("warning: this machine has an NVIDIA GPU (NVIDIA T4)") == 1
     assert out.is_file()
-
-
-def test_bench_times_two_replicas_against_one_device(tmp_path, capsys):
-    report = tmp_path / "bench.json"
-    assert bench.main(["--g-steps", "1", "--channels", "1", "--precision", "float32",
-                       "--image-size", "16", "--batch-size", "8", "--warmup", "1", "--steps",
-                       "4", "--devices", "2", "--sync-batch-norm", "--json", str(report)]) == 0
-    out = capsys.readouterr().out
-    assert "MirroredStrategy over 2 logical CPU devices" in out
-    assert re.search(r"--devices 2: [\d.]+ images/s against [\d.]+ on one device \(float32, "
-                     r"global batch 8\): speedup [\d.]+x, scaling efficiency \d+%", out), out
-    one, two = json.loads(report.read_text())["results"]
-    assert (one["devices"], two["devices"]) == (1, 2)
-    assert two["scaling_efficiency"] == pytest.approx(
-        two["images_per_sec"] / one["images_per_sec"] / 2)
-
-
-def test_bench_refuses_a_batch_the_devices_cannot_split(capsys):
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--devices", "3", "--batch-size", "8"])
-    assert "8 does not divide evenly over --devices 3" in capsys.readouterr().err

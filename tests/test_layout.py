@@ -1,14 +1,8 @@
 """The shape of the project: the commands and the model at the top, everything else in one
-package; imports in one direction only, commands lending nothing; the size limits; and a
-checkpoint written before the module redesigns still fitting the training graph."""
+package; imports in one direction only, commands lending nothing; the size limits. (A checkpoint
+written before the module redesigns still fitting the training graph: test_training_graph.py.)"""
 import ast
-import json
 import os
-
-import tensorflow as tf
-
-import train
-from machinery import strategies, training_graph
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "machinery"
@@ -115,16 +109,3 @@ def test_the_size_limits_hold():
             if size > (MAX_CLASS_LINES if kind == "class" else MAX_FUNCTION_LINES):
                 too_long.append((f"{module}.{name}", size))
     assert too_long == []
-
-
-def test_a_checkpoint_from_before_the_redesign_fits_the_training_graph():
-    """The names and shapes a checkpoint of train.py held before the module redesign (listed from
-    one written then): the training graph must still hold exactly these variables."""
-    with open(os.path.join(ROOT, "tests", "fixtures", "checkpoint_variables_v1.json")) as handle:
-        expected = json.load(handle)
-    args = train.parse_args(["--dataset", "svhn", "--sample-grid", "6"])
-    run_graph = training_graph.build_graph(args, output_dim=3, engine=strategies.single_device())
-    with run_graph.graph.as_default():
-        variables = {variable.op.name: variable.shape.as_list()
-                     for variable in tf.compat.v1.global_variables()}
-    assert variables == expected

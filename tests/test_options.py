@@ -1,17 +1,18 @@
-"""Every numeric flag of every entry point is bounded when parsed, with the reason: an
+"""machinery/options.py: every numeric flag of every command is bounded when parsed, with the reason: an
 out-of-range value ends with argparse's usage and one error line naming the flag, exit status 2,
 before anything reaches NumPy, scikit-learn or TensorFlow's C++ (which answer a negative seed with
-a traceback and a negative thread count with an abort)."""
+a traceback and a negative thread count with an abort); image sizes that cannot work and batches
+too large for the size, refused the same way."""
 import argparse
 import importlib
 import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from machinery import errors, feature_svm, options
+import train
+from machinery import options
 from helpers import ENTRY_POINTS, ROOT, refusal
 
 NEEDS_RUN = ("generate", "evaluate", "features")
@@ -111,16 +112,6 @@ def test_not_a_number_is_one_line(capsys):
         ": error: argument --lr: 'fast' is not a number")
 
 
-def test_counts_that_depend_on_each_other_are_one_line(capsys):
-    for argv, message in (
-            (["--num", "5000", "--out", "x.png"], "--num must be in 1..4096 for a .png"),
-            (["--interpolate", "500", "--walk-steps", "10"], "--interpolate x --walk-steps must "
-                                                             "be in 1..4096"),
-            (["--interpolate", "2", "--walk-points", "5", "--walk-steps", "4"],
-             "--walk-steps must be at least --walk-points")):
-        assert message in refusal("generate", ["--run", "r", *argv], capsys)
-
-
 @pytest.mark.parametrize("argv", [
     ["train.py", "--seed", "-1"],
     ["train.py", "--intra-op-threads", "-1"],           # was SIGABRT in TensorFlow's C++
@@ -140,21 +131,35 @@ def test_the_commands_of_the_issue_exit_2_with_one_line(argv, tmp_path):
     assert os.listdir(tmp_path) == []  # nothing written
 
 
-def test_features_refuses_more_labels_than_the_pool_allows():
-    balanced = np.repeat(np.arange(10), 30)  # 30 a class, 300 in all
-    feature_svm.check_label_count(290, balanced)  # 29 a class, 10 left to validate on
-    with pytest.raises(errors.RunError, match="use at most 290$"):
-        feature_svm.check_label_count(300, balanced)  # none left to validate on
-    rare = np.concatenate([np.repeat(np.arange(9), 30), np.full(10, 9)])  # 10 of class 9
-    with pytest.raises(errors.RunError, match=r"^--labels 200 is more than this dataset allows: "
-                                            r"its labeled pool has 280 images, 10 of its rarest "
-                                            r"class, .* use at most 100$"):
-        feature_svm.check_label_count(200, rare)
-
-
 def test_a_bounded_type_reads_like_argparse_types():
     seed = options.SEED
     assert seed("7") == 7 and seed.__name__ == "int"
     with pytest.raises(argparse.ArgumentTypeError, match="must be in 0..4,294,967,295, not -1"):
         seed("-1")
     assert options.DECAY.range() == "[0, 1)"
+
+
+@pytest.mark.parametrize("size, reason", [("48", "must be a power of two"),
+                                          ("96", "must be a power of two"),
+                                          ("8", "must be in 16..128, not 8 (a power of two"),
+                                          ("256", "must be in 16..128, not 256")])
+def test_sizes_that_cannot_work_are_refused_when_the_flags_are_parsed(size, reason):
+    for entry_point in ("train.py", "bench.py"):
+        result = subprocess.run([sys.executable, entry_point, "--image-size", size], cwd=ROOT,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert "Traceback" not in result.stderr
+        assert lines[-1].startswith(f"{entry_point}: error: argument --image-size: ")
+        assert reason in lines[-1]
+
+
+def test_a_batch_too_large_for_the_size_is_refused_when_the_flags_are_parsed():
+    assert train.parse_args(["--image-size", "32", "--batch-size", "32768"]).batch_size == 32768
+    result = subprocess.run([sys.executable, "train.py", "--image-size", "128", "--batch-size",
+                             "4096"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "argument --batch-size: at --image-size 128 it must be at most 2,048: the networks' "
+        "largest layer holds 524,288 values an image, and past 2^30 in one tensor TensorFlow's "
+        "CPU kernels risk int32 index overflow")

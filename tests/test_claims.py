@@ -1,10 +1,11 @@
-"""The run directory is the user's disk: train.py never writes into nor moves a folder that is not a
-run, --fresh never moves a live run, a failed start leaves nothing behind, temporary files of live
-readers survive a writer's start, and metrics.csv costs one line per damaged line, in every layout
-an earlier version wrote. Each test injects the fault and checks exit status, the one-line message
-and that every file there before is intact."""
+"""machinery/claims.py: train.py never writes into nor moves a folder that is not a run, --fresh
+never moves a live run, a failed start leaves nothing behind, a second trainer is refused while a
+killed one's lock does not block, and temporary files of live readers survive a writer's start.
+Each test injects the fault and checks exit status, the one-line message and that every file there
+before is intact."""
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -13,9 +14,9 @@ import time
 import pytest
 
 import train
-from machinery import durable, errors, metrics, run_directory, training
-from helpers import (FIRST_CONFIG, FIRST_METRICS, QUALITY_METRICS, assert_intact, checkpoint_steps,
-                     metric_steps, one_error_line, snapshot, train_args)
+from machinery import errors, run_directory, training
+from helpers import (assert_intact, checkpoint_steps, one_error_line, snapshot, start_training,
+                     train_args)
 
 
 @pytest.fixture
@@ -81,13 +82,6 @@ def test_an_empty_folder_is_taken_and_a_file_is_refused(data_dir, tmp_path, caps
         line = fails_with_one_line(capsys, train_args(data_dir, afile, "--epochs", "1", *extra))
         assert str(afile) in line and "file" in line
     assert afile.read_bytes() == b"keep me"
-
-
-def test_a_run_of_an_earlier_version_without_the_marker_resumes(data_dir, run, capsys):
-    os.remove(run / run_directory.RUN_MARKER)
-    shutil.copyfile(FIRST_CONFIG, run / "config.json")  # the first version's settings
-    assert train.main(train_args(data_dir, run, "--epochs", "3")) == 0
-    assert checkpoint_steps(run) == [12, 8, 4] and (run / run_directory.RUN_MARKER).is_file()
 
 
 # --- --fresh -----------------------------------------------------------------------------------
@@ -227,64 +221,23 @@ def test_a_writers_start_keeps_a_live_readers_temporary_files(data_dir, run, tmp
     assert not [name for name in os.listdir(run / "checkpoints") if name.startswith(".saving-")]
 
 
-def test_temporary_files_carry_their_writer(tmp_path):
-    seen = []
-    durable.atomic_write(str(tmp_path / "file"),
-                      lambda handle: seen.extend(os.listdir(tmp_path)))
-    assert len(seen) == 1 and seen[0].startswith(f".tmp-{socket.gethostname()}-{os.getpid()}-")
-    assert not durable.left_by_dead(seen[0])  # this process: alive
+# --- A second process -----------------------------------------------------------------------------
 
 
-# --- metrics.csv ---------------------------------------------------------------------------------
-def test_metrics_of_every_earlier_layout_are_read_with_their_types(tmp_path):
-    first = (tmp_path / "first")
-    first.mkdir()
-    shutil.copyfile(FIRST_METRICS, first / "metrics.csv")
-    rows = metrics.read_metrics(str(first / "metrics.csv"))
-    assert [row["step"] for row in rows] == list(range(1, 9))  # written as 1.0 .. 4.0, then 5 ..
-    assert all(type(row["step"]) is int and type(row["epoch"]) is int for row in rows)
-    text = open(FIRST_METRICS).read().splitlines()
-    assert repr(rows[4]["d_loss"]) == text[5].split(",")[2]  # every digit kept
-    later = tmp_path / "later"
-    later.mkdir()
-    shutil.copyfile(QUALITY_METRICS, later / "metrics.csv")
-    rows = metrics.read_metrics(str(later / "metrics.csv"))
-    assert [(row["step"], "d_loss" in row, "classifier_score" in row) for row in rows] == [
-        (2, True, False), (4, True, False), (4, False, True), (6, True, False), (8, True, False),
-        (8, False, True)]
-
-
-def test_resuming_a_first_version_run_keeps_its_metrics_history(data_dir, run, capsys):
-    shutil.copyfile(FIRST_METRICS, run / "metrics.csv")
-    old = {row["step"]: row for row in metrics.read_metrics(str(run / "metrics.csv"))}
-    assert train.main(train_args(data_dir, run, "--epochs", "3")) == 0
-    assert "damaged" not in capsys.readouterr().out
-    rows = metrics.read_metrics(str(run / "metrics.csv"))
-    assert [row["step"] for row in rows] == list(range(1, 13))
-    assert {row["step"]: row for row in rows[:8]} == old  # values, every digit, and types
-    lines = (run / "metrics.csv").read_text().splitlines()
-    assert lines[0] == ",".join(metrics.METRIC_FIELDS)
-    assert lines[1].startswith("1,1,") and lines[5].startswith("5,2,")  # integers stay integers
-
-
-def test_quotes_nuls_and_huge_lines_cost_only_themselves(data_dir, run, capsys):
-    lines = (run / "metrics.csv").read_bytes().splitlines(keepends=True)
-    header, rows = lines[0], lines[1:]
-    damaged = [b'3,1,"0.5,unclosed quote\n',         # a CSV reader would open a field here
-               b"\x00" * 40 + b"\n",                 # NULs
-               b"4," + b"9" * 300_000 + b"\n",       # a line past 128 KB
-               b"5,1,,,,,,,,,,,\n",                  # too many fields
-               b"6.5,1,1,1,1,1,1,,,,,1\n"]           # half a step
-    content = header + b"".join(rows[:2]) + b"".join(damaged) + b"".join(rows[2:]) \
-        + b"\x00" * 200_000  # a zero-filled tail after a power cut, no newline
-    (run / "metrics.csv").write_bytes(content)
-    good = metrics.read_metrics(str(run / "metrics.csv"))
-    assert [row["step"] for row in good] == list(range(1, 9))
-    capsys.readouterr()
-    assert train.main(train_args(data_dir, run, "--epochs", "3")) == 0
-    out = capsys.readouterr().out
-    assert "skipped 6 damaged line(s) (line 4, 5, 6, 7, 8 and 1 more)" in out
-    assert metric_steps(run) == list(range(1, 13))
-    assert metrics.read_metrics(str(run / "metrics.csv"))[:8] == good
-    aside = [name for name in os.listdir(run) if name.startswith("metrics.csv.damaged-")]
-    assert len(aside) == 1 and (run / aside[0]).read_bytes() == content  # not one byte lost
+def test_a_second_trainer_is_refused_and_a_killed_ones_lock_does_not_block(data_dir, run,
+                                                                          capsys):
+    first = start_training(data_dir, run, "--epochs", "1000")
+    deadline = time.time() + 120
+    while not checkpoint_steps(run) or checkpoint_steps(run)[0] <= 8:  # it is training
+        assert first.poll() is None and time.time() < deadline
+        time.sleep(0.1)
+    assert train.main(train_args(data_dir, run, "--epochs", "1000")) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert f"process {first.pid}" in line and "is in use" in line
+    assert train.main(train_args(data_dir, run, "--epochs", "3", "--fresh")) == 1  # nor moved aside
+    assert f"process {first.pid}" in one_error_line(capsys.readouterr().err)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    steps = checkpoint_steps(run)
+    assert train.main(train_args(data_dir, run, "--epochs", str(steps[0] // 4 + 1))) == 0
+    assert checkpoint_steps(run)[0] == steps[0] + 4

@@ -1,6 +1,10 @@
-"""train.py and generate.py end to end on tiny SVHN-format data: what a run leaves behind,
-resuming (after a clean stop, SIGTERM and SIGKILL), NaN handling and every error path."""
+"""machinery/training.py and the training loop, end to end through train.py on tiny data: what a
+run leaves behind, resuming exactly like an uninterrupted run (after a clean stop, SIGTERM and
+SIGKILL), NaN handling, a failing evaluation costing no training, CIFAR-10, a folder of pictures
+(resumed from its cache, refused once it changed) and a 64x64 run through every command, and the
+user errors that end with one message."""
 import csv
+import hashlib
 import json
 import os
 import re
@@ -14,13 +18,15 @@ import numpy as np
 import PIL.Image
 import pytest
 import tensorflow as tf
+from PIL import Image
 
-import data
+import evaluate
+import features
 import generate
 import train
-from machinery import durable, errors, generation, run_directory, sampling, sessions
-from helpers import (ROOT, TRAIN_BATCH, checkpoint_values, csv_steps, start_training, train_args,
-                     write_svhn)
+from machinery import classifiers, errors, pictures, quality, run_directory
+from helpers import (ROOT, TRAIN_BATCH, archive_path, checkpoint_steps, checkpoint_values,
+                     csv_steps, start_training, train_args, write_cifar10, write_svhn)
 
 
 def test_a_run_leaves_samples_plots_metrics_events_and_checkpoints(data_dir, tmp_path, capsys):
@@ -149,25 +155,19 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, c
         np.testing.assert_array_equal(after[name], good[name])
 
 
-def test_changed_settings_refuse_to_resume_and_fresh_starts_over(data_dir, tmp_path, capsys):
-    run = tmp_path / "run"
-    assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
-    assert train.main(train_args(data_dir, run, "--epochs", "2", "--z-dim", "64")) == 1
-    error = capsys.readouterr().err
-    assert "z_dim 100 -> 64" in error and "--fresh" in error
-    assert train.main(train_args(data_dir, run, "--epochs", "1", "--z-dim", "64", "--fresh")) == 0
-    assert checkpoint_values(str(run))["run_state/fixed_z"].shape == (36, 64)
-    moved = [name for name in os.listdir(tmp_path) if name.startswith("run.old-")]
-    assert len(moved) == 1  # the old run is kept, not deleted
-    assert (tmp_path / moved[0] / "samples" / "epoch_0001.png").is_file()
+# --- Training first --------------------------------------------------------------------------
+def test_a_failing_evaluation_costs_no_training(data_dir, run, capsys, monkeypatch):
+    monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "svhn", (("train",), ("train",), 1))
 
+    def broken(*args, **kwargs):
+        raise np.linalg.LinAlgError("eigenvalues did not converge")
 
-def test_checkpoint_of_another_model_is_a_clear_error(data_dir, tmp_path, capsys):
-    run = tmp_path / "run"
-    assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
-    os.remove(run / "config.json")  # hide the settings: only the checkpoint can tell
-    assert train.main(train_args(data_dir, run, "--epochs", "2", "--z-dim", "64")) == 1
-    assert "not a checkpoint of this model" in capsys.readouterr().err
+    monkeypatch.setattr(quality, "quality", broken)
+    assert train.main(train_args(data_dir, run, "--epochs", "3", "--eval-every", "1",
+                           "--eval-num", "8")) == 0
+    assert "warning: the evaluation failed (LinAlgError" in capsys.readouterr().err
+    assert checkpoint_steps(run) == [12, 8, 4]
+    assert (run / "samples" / "epoch_0003.png").is_file()
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -192,80 +192,115 @@ def test_corrupt_data_is_a_clear_error(tmp_path, capsys):
     assert "train_32x32.mat: not a readable MATLAB" in capsys.readouterr().err
 
 
-def test_bad_flags_exit_with_usage(tmp_path):
-    for bad in (["--dataset", "cifar"], ["--smooth", "1"], ["--epochs", "0"]):
-        with pytest.raises(SystemExit) as exit_info:
-            train.parse_args(bad)
-        assert exit_info.value.code == 2
+# --- Other data -----------------------------------------------------------------------------------
 
 
-def test_generate_writes_a_grid_and_uint8_images(data_dir, tmp_path, capsys):
+def test_train_runs_on_cifar10_and_resumes(tmp_path, capsys):
+    import train
+
+    write_cifar10(archive_path(tmp_path / "data"), per_batch=8)
+    argv = ["--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--skip-checksum",
+            "--no-download", "--batch-size", "8", "--sample-grid", "2", "--out",
+            str(tmp_path / "run"), "--epochs", "1"]
+    assert train.main(argv) == 0
+    assert "--dataset cifar10 --splits train" in capsys.readouterr().out  # 40 images: 5 steps
+    assert train.main(argv[:-1] + ["2"]) == 0
+    assert "done: 10 steps, 2 epochs" in capsys.readouterr().out
+
+
+def make_folder(root, count=12):
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        folder = os.path.join(root, "cats" if index % 2 else "dogs")
+        os.makedirs(folder, exist_ok=True)
+        pixels = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)  # not square: cropped
+        Image.fromarray(pixels).save(os.path.join(folder, f"{index:02d}.png"))
+
+
+def folder_args(tmp_path, *extra):
+    return ["--dataset", "folder", "--images", str(tmp_path / "pictures"), "--data-dir",
+            str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--image-size", "16",
+            "--batch-size", "4", "--sample-grid", "2", "--log-every", "1", *extra]
+
+
+def digests(folder):
+    return {name: hashlib.sha256(open(os.path.join(folder, name), "rb").read()).hexdigest()
+            for name in sorted(os.listdir(folder))}
+
+
+def test_a_folder_trains_resumes_from_its_cache_and_a_changed_one_is_refused(tmp_path, capsys):
+    make_folder(str(tmp_path / "pictures"))
+    assert train.main(folder_args(tmp_path, "--epochs", "1")) == 0
+    out = capsys.readouterr().out
+    assert "decoded 12 of 12 images" in out and "12 images of 16x16x3" in out
+    config = run_directory.RunDir(str(tmp_path / "run")).read_config()
+    assert config["classes"] == ["cats", "dogs"] and len(config["data_fingerprint"]) == 16
+    assert os.path.exists(tmp_path / "run" / "samples" / "epoch_0001.png")
+
+    assert train.main(folder_args(tmp_path, "--epochs", "2")) == 0
+    out = capsys.readouterr().out
+    assert "12 images from the cache" in out and "done: 6 steps, 2 epochs" in out
+
+    Image.new("RGB", (20, 20)).save(tmp_path / "pictures" / "cats" / "new.png")
+    saved = digests(tmp_path / "run" / "checkpoints")
+    assert train.main(folder_args(tmp_path, "--epochs", "3")) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "has changed since this run started (12 images then, 13 now: " \
+        "1 added (cats/new.png))" in error[0] and "--fresh" in error[0]
+    assert digests(tmp_path / "run" / "checkpoints") == saved
+
+    assert train.main(folder_args(tmp_path, "--epochs", "1", "--fresh")) == 0
+    assert "done: 3 steps, 1 epoch" in capsys.readouterr().out
+
+    run = str(tmp_path / "run")
+    assert generate.main(["--run", run, "--num", "4", "--out", str(tmp_path / "g.npz")]) == 0
+    assert np.load(tmp_path / "g.npz")["images"].shape == (4, 16, 16, 3)
+    # evaluate.py, features.py and --eval-every on folder runs: test_evaluation.py
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda path: None, "no such folder"),
+    (lambda path: os.makedirs(path), "no image found"),
+])
+def test_a_folder_that_cannot_be_trained_on_is_one_line_and_leaves_no_run(tmp_path, capsys,
+                                                                          make, words):
+    make(str(tmp_path / "pictures"))
+    assert train.main(folder_args(tmp_path)) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and words in error[0]
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_64_run_trains_checkpoints_resumes_samples_evaluates_and_extracts_features(
+        data_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "svhn", (("train",), ("test",), 1))
     run = tmp_path / "run"
-    assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
+    base = train_args(data_dir, run, "--image-size", "64", "--sample-grid", "2", "--g-steps", "1")
+    assert train.main(base + ["--max-steps", "2"]) == 0
+    assert "64x64x3, resized from 32x32" in capsys.readouterr().out
+    config = json.loads((run / "config.json").read_text())
+    assert config["image_size"] == 64
+    grid = pictures._pyplot().imread(str(run / "samples" / "epoch_0001.png"))
+    assert grid.shape[1] == 2 * 64 + 2  # 64-pixel samples drawn 1:1
+    assert train.main(base + ["--max-steps", "5"]) == 0  # resumes at step 2, one epoch is 4
+    out = capsys.readouterr().out
+    assert "resumed" in out and "step 2" in out and "done: 5 steps" in out
+    reader = tf.train.load_checkpoint(str(run / "checkpoints" / "model-5"))
+    assert reader.get_variable_to_shape_map()["generator/deconv5/kernel"] == [5, 5, 3, 128]
+
     npz = tmp_path / "images.npz"
-    assert generate.main(["--run", str(run), "--num", "10", "--out", str(npz), "--seed", "4"]) == 0
-    images = np.load(npz)["images"]
-    assert images.shape == (10, 32, 32, 3) and images.dtype == np.uint8
-    again = tmp_path / "again.npz"
-    assert generate.main(["--run", str(run), "--num", "10", "--out", str(again), "--seed", "4"]) == 0
-    np.testing.assert_array_equal(np.load(again)["images"], images)  # --seed repeats
-    grid = tmp_path / "grid.png"
-    assert generate.main(["--run", str(run), "--num", "9", "--out", str(grid)]) == 0
-    assert matplotlib.image.imread(str(grid)).shape[0] > 50
-    assert generate.main(["--run", str(tmp_path / "nothing"), "--out", str(grid)]) == 1
-    assert "not a run directory" in capsys.readouterr().err
+    assert generate.main(["--run", str(run), "--num", "5", "--out", str(npz)]) == 0
+    assert np.load(npz)["images"].shape == (5, 64, 64, 3)
+    assert "images of 64x64" in capsys.readouterr().out
 
+    assert evaluate.main(["--run", str(run), "--num", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "scored at 32x32" in out and "64x64 images both resized" in out
+    report = json.loads((run / "evaluation.json").read_text())
+    assert report["5"]["image_size"] == 64 and 1.0 <= report["5"]["classifier_score"] <= 10.0
 
-def test_files_written_atomically_get_the_usual_permissions(tmp_path, umask):
-    path = tmp_path / "file.json"
-    durable.write_json(str(path), {"a": 1})
-    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
-    assert [p.name for p in tmp_path.iterdir()] == ["file.json"]  # no temporary file left
-
-
-def test_the_average_resumes_bit_for_bit_and_is_what_grids_and_generate_use(data_dir, tmp_path,
-                                                                           capsys):
-    whole, split = tmp_path / "whole", tmp_path / "split"
-    ema = ["--g-ema", "0.9", "--deterministic"]
-    assert train.main(train_args(data_dir, whole, "--epochs", "2", *ema)) == 0
-    assert "epoch 2 quality" not in capsys.readouterr().out
-    assert train.main(train_args(data_dir, split, "--epochs", "1", *ema)) == 0
-    assert train.main(train_args(data_dir, split, "--epochs", "2", *ema)) == 0
-    expected, got = checkpoint_values(str(whole)), checkpoint_values(str(split))
-    assert "g_ema/generator/dense1/kernel" in expected and expected.keys() == got.keys()
-    for name in expected:
-        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
-    assert not np.array_equal(expected["g_ema/generator/deconv2/kernel"],
-                              expected["generator/deconv2/kernel"])
-    assert json.loads((whole / "config.json").read_text())["g_ema"] == 0.9
-    assert train.main(train_args(data_dir, whole, "--epochs", "3")) == 1  # no switching it off
-    assert "g_ema 0.9 -> 0.0" in capsys.readouterr().err
-    capsys.readouterr()
-    for flags, which in (([], "averaged generator (decay 0.9)"), (["--raw"], "trained generator")):
-        out = tmp_path / f"{which[:3]}.npz"
-        assert generate.main(["--run", str(whole), "--num", "6", "--out", str(out), *flags]) == 0
-        assert which in capsys.readouterr().out
-    averaged, trained = np.load(tmp_path / "ave.npz")["images"], np.load(tmp_path / "tra.npz")["images"]
-    assert not np.array_equal(averaged, trained)
-
-
-def test_interpolation_walks_end_at_the_samples_of_their_z(data_dir, tmp_path, capsys):
-    run = tmp_path / "run"
-    assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
-    walks = tmp_path / "walks.npz"
-    assert generate.main(["--run", str(run), "--interpolate", "3", "--walk-steps", "5",
-                          "--out", str(walks), "--seed", "2"]) == 0
-    assert "3 walks of 5 images" in capsys.readouterr().out
-    images = np.load(walks)["images"].reshape(3, 5, 32, 32, 3)
-    z = generation.walk_z(np.random.default_rng(2), 3, 5, 2, 100).reshape(3, 5, 100)
-    ends = np.concatenate([z[:, 0], z[:, -1]])
-    alone = data.to_uint8(sampling.sample_images(run_directory.RunDir(str(run)), 0, 2, z=ends).images)
-    np.testing.assert_array_equal(images[:, 0], alone[:3])
-    np.testing.assert_array_equal(images[:, -1], alone[3:])
-    np.testing.assert_allclose(z[:, 2], (z[:, 0] + z[:, -1]) / 2, atol=1e-6)  # a straight line
-    through = generation.walk_z(np.random.default_rng(0), 1, 5, 3, 4)  # through 3 points
-    points = sessions.draw_z(np.random.default_rng(0), 3, 4)
-    np.testing.assert_allclose(through[[0, 2, 4]], points, atol=1e-6)
-    grid = tmp_path / "walks.png"
-    assert generate.main(["--run", str(run), "--interpolate", "3", "--out", str(grid)]) == 0
-    assert matplotlib.image.imread(str(grid)).shape[1] == 10 * 64 + 9 * 2  # 10 steps a row
+    assert features.main(["--run", str(run), "--labels", "20", "--draws", "1"]) == 0
+    assert "trained discriminator (15,360)" in capsys.readouterr().out
+    result = json.loads((run / "features.json").read_text())
+    assert result["trained"]["features"] == 15_360 and result["image_size"] == 64
+    assert result["pixels"]["features"] == 64 * 64 * 3

@@ -1,0 +1,49 @@
+"""machinery/generation.py (generate.py's work), on a trained run: a grid and uint8 images that
+--seed repeats, and walks through z that end at the samples of their z."""
+import matplotlib.image
+import numpy as np
+
+import data
+import generate
+import train
+from machinery import generation, run_directory, sampling, sessions
+from helpers import train_args
+
+
+def test_generate_writes_a_grid_and_uint8_images(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
+    npz = tmp_path / "images.npz"
+    assert generate.main(["--run", str(run), "--num", "10", "--out", str(npz), "--seed", "4"]) == 0
+    images = np.load(npz)["images"]
+    assert images.shape == (10, 32, 32, 3) and images.dtype == np.uint8
+    again = tmp_path / "again.npz"
+    assert generate.main(["--run", str(run), "--num", "10", "--out", str(again), "--seed", "4"]) == 0
+    np.testing.assert_array_equal(np.load(again)["images"], images)  # --seed repeats
+    grid = tmp_path / "grid.png"
+    assert generate.main(["--run", str(run), "--num", "9", "--out", str(grid)]) == 0
+    assert matplotlib.image.imread(str(grid)).shape[0] > 50
+    assert generate.main(["--run", str(tmp_path / "nothing"), "--out", str(grid)]) == 1
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_interpolation_walks_end_at_the_samples_of_their_z(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
+    walks = tmp_path / "walks.npz"
+    assert generate.main(["--run", str(run), "--interpolate", "3", "--walk-steps", "5",
+                          "--out", str(walks), "--seed", "2"]) == 0
+    assert "3 walks of 5 images" in capsys.readouterr().out
+    images = np.load(walks)["images"].reshape(3, 5, 32, 32, 3)
+    z = generation.walk_z(np.random.default_rng(2), 3, 5, 2, 100).reshape(3, 5, 100)
+    ends = np.concatenate([z[:, 0], z[:, -1]])
+    alone = data.to_uint8(sampling.sample_images(run_directory.RunDir(str(run)), 0, 2, z=ends).images)
+    np.testing.assert_array_equal(images[:, 0], alone[:3])
+    np.testing.assert_array_equal(images[:, -1], alone[3:])
+    np.testing.assert_allclose(z[:, 2], (z[:, 0] + z[:, -1]) / 2, atol=1e-6)  # a straight line
+    through = generation.walk_z(np.random.default_rng(0), 1, 5, 3, 4)  # through 3 points
+    points = sessions.draw_z(np.random.default_rng(0), 3, 4)
+    np.testing.assert_allclose(through[[0, 2, 4]], points, atol=1e-6)
+    grid = tmp_path / "walks.png"
+    assert generate.main(["--run", str(run), "--interpolate", "3", "--out", str(grid)]) == 0
+    assert matplotlib.image.imread(str(grid)).shape[1] == 10 * 64 + 9 * 2  # 10 steps a row
