@@ -17,8 +17,8 @@ os.environ.pop("TF_CONFIG", None)  # a test that wants one sets it itself
 
 
 def pytest_configure(config):
-    """Registers the `slow` marker. Splits the CPU into TEST_CPU_DEVICES logical devices before
-    any test starts TensorFlow's runtime (it cannot change afterwards). One-device graphs are
+    """Registers the `slow` marker. Splits the CPU into TEST_CPU_DEVICES logical devices and
+    starts TensorFlow's runtime with them (they cannot change afterwards). One-device graphs are
     placed on CPU:0 as before. TensorFlow is imported as the entry points import it, its start-up
     lines filtered (so helpers.py, which imports it, is imported only after that)."""
     config.addinivalue_line(
@@ -32,6 +32,10 @@ def pytest_configure(config):
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * TEST_CPU_DEVICES)
+    # Start the runtime now, so every test finds these devices whatever ran before it: a run that
+    # asks for more (--devices 4) is refused, instead of splitting the CPU anew when it happens to
+    # be the first to start the runtime (as in a tier or a single file).
+    assert len(tf.config.list_logical_devices("CPU")) == TEST_CPU_DEVICES
 
 
 @pytest.fixture
