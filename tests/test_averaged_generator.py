@@ -16,6 +16,7 @@ tf1 = tf.compat.v1
 BATCH = 8
 
 
+@pytest.mark.slow
 def test_the_averaged_generator_is_an_exact_moving_average(graph):
     """g_ema_decay: after every step (one G update each), w_avg = d w_avg + (1 - d) w, starting
     from the initial weights; compared with the same recursion in NumPy."""
@@ -57,6 +58,7 @@ def test_without_g_ema_the_graph_has_no_average(graph):
         training_step.build_model(1, g_ema_decay=1.0)
 
 
+@pytest.mark.slow
 def test_the_average_resumes_bit_for_bit_and_is_what_grids_and_generate_use(data_dir, tmp_path,
                                                                            capsys):
     whole, split = tmp_path / "whole", tmp_path / "split"

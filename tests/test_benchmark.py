@@ -35,6 +35,7 @@ def test_bench_counts_flops_from_the_rule():
         assert benchmark.flop_count(3, 1, image_size=size) == by_hand(size, 3)
 
 
+@pytest.mark.slow
 def test_bench_compares_both_precisions_in_one_command(tmp_path, capsys):
     report = tmp_path / "bench.json"
     assert bench.main(["--g-steps", "1", "--channels", "1", "--precision", "both",
@@ -47,6 +48,7 @@ def test_bench_compares_both_precisions_in_one_command(tmp_path, capsys):
     assert all(result["images_per_sec"] > 0 for result in results)
 
 
+@pytest.mark.slow
 def test_bench_times_two_replicas_against_one_device(tmp_path, capsys):
     report = tmp_path / "bench.json"
     assert bench.main(["--g-steps", "1", "--channels", "1", "--precision", "float32",

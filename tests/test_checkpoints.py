@@ -16,6 +16,8 @@ import train
 from helpers import (checkpoint_steps, metric_steps, one_error_line, snapshot, start_training,
                      train_args)
 
+pytestmark = pytest.mark.slow
+
 
 # --- Damaged checkpoints ---------------------------------------------------------------------
 def test_garbage_state_file_does_not_hide_the_checkpoints(data_dir, run, capsys):

@@ -71,6 +71,7 @@ def test_the_working_directory_as_out_is_refused_when_it_is_not_a_run(data_dir, 
     assert snapshot(users_folder) == before
 
 
+@pytest.mark.slow
 def test_an_empty_folder_is_taken_and_a_file_is_refused(data_dir, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -93,6 +94,7 @@ def test_fresh_never_moves_a_folder_that_is_not_a_run(data_dir, users_folder, ca
     assert not [name for name in os.listdir(users_folder.parent) if ".old-" in name]
 
 
+@pytest.mark.slow
 def test_fresh_never_moves_a_live_run_below(data_dir, run, tmp_path, capsys):
     # `--out runs --fresh` while runs/svhn trains: runs is no run, and holds a live one.
     runs_folder = tmp_path / "runs"
@@ -121,6 +123,7 @@ def test_fresh_never_moves_a_live_run_below(data_dir, run, tmp_path, capsys):
     assert len(moved) == 1 and (tmp_path / moved[0] / "experiments" / "small").is_dir()
 
 
+@pytest.mark.slow
 def test_fresh_never_moves_a_parent_of_the_working_directory_home_or_root(
         data_dir, run, capsys, monkeypatch):
     before = snapshot(run)
@@ -137,6 +140,7 @@ def test_fresh_never_moves_a_parent_of_the_working_directory_home_or_root(
     assert snapshot(run) == before
 
 
+@pytest.mark.slow
 def test_every_fresh_failure_is_one_line(data_dir, run, tmp_path, capsys, monkeypatch):
     before = snapshot(run)
     real_rename = os.rename
@@ -180,6 +184,7 @@ def test_a_failed_start_leaves_nothing_it_created(data_dir, tmp_path, capsys, mo
     assert os.listdir(empty) == []  # the folder was there before: it stays, empty
 
 
+@pytest.mark.slow
 def test_a_failed_fresh_start_puts_the_previous_run_back(run, capsys):
     before = snapshot(run)
     assert train.main(train_args("/nonexistent", run, "--epochs", "1", "--fresh")) == 1
@@ -191,6 +196,7 @@ def test_a_failed_fresh_start_puts_the_previous_run_back(run, capsys):
 
 
 # --- Writers and readers -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_writers_start_keeps_a_live_readers_temporary_files(data_dir, run, tmp_path):
     host = socket.gethostname()
     reader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -224,6 +230,7 @@ def test_a_writers_start_keeps_a_live_readers_temporary_files(data_dir, run, tmp
 # --- A second process -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_trainer_is_refused_and_a_killed_ones_lock_does_not_block(data_dir, run,
                                                                           capsys):
     first = start_training(data_dir, run, "--epochs", "1000")

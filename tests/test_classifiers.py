@@ -212,6 +212,7 @@ def test_a_classifier_below_its_bar_says_so_with_the_bar_each_time(tmp_path, qui
                "trustworthy" in messages
 
 
+@pytest.mark.slow
 def test_a_damaged_classifier_cache_is_trained_again(run, capsys, monkeypatch):
     monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "svhn", (("train",), ("train",), 1))
     data_dir = json.loads((run / "config.json").read_text())["data_dir"]

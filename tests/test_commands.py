@@ -21,6 +21,7 @@ def imported_modules(stderr):
     return {name.split(".")[0] for name in names}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry_point", ENTRY_POINTS)
 def test_help_is_grouped_and_answers_before_tensorflow_is_imported(entry_point):
     result = run_python(["-X", "importtime", f"{entry_point}.py", "--help"])
@@ -33,6 +34,7 @@ def test_help_is_grouped_and_answers_before_tensorflow_is_imported(entry_point):
         assert entry.count("(default:") <= 1, entry
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry_point", ENTRY_POINTS)
 def test_a_mistyped_flag_is_reported_before_tensorflow_is_imported(entry_point):
     result = run_python(["-X", "importtime", f"{entry_point}.py", "--run", "x", "--epohcs", "3"])
@@ -43,6 +45,7 @@ def test_a_mistyped_flag_is_reported_before_tensorflow_is_imported(entry_point):
         error.endswith("--epohcs 3")
 
 
+@pytest.mark.slow
 def test_the_train_help_shows_the_run_directory_default_once():
     out = run_python(["train.py", "--help"]).stdout
     entry = out[out.index("  --out"):out.index("  --fresh")]

@@ -41,6 +41,7 @@ def test_unreadable_cpu_flags_warn(tmp_path, monkeypatch):
     assert not check.fast and "cannot read the CPU's flags" in devices.bfloat16_warning(check)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, warned", [({"avx512_bf16"}, True), ({"amx_bf16"}, False)])
 def test_train_with_bfloat16_warns_only_without_amx_and_runs(data_dir, tmp_path, capsys,
                                                              monkeypatch, flags, warned):
@@ -94,6 +95,7 @@ def test_a_failing_or_hanging_nvidia_smi_means_no_gpu_known(tmp_path):
     assert time.monotonic() - start < 10  # bounded by the check's own timeout, not 30 s
 
 
+@pytest.mark.slow
 def test_entry_points_print_the_warning_and_go_on(two_epochs, tmp_path, capsys,
                                                   monkeypatch):
     fake_nvidia_smi(tmp_path, 'echo "GPU 0: NVIDIA T4 (UUID: GPU-5678)"\n')

@@ -13,6 +13,8 @@ import train
 from machinery import classifiers, feature_svm, metrics, run_directory
 from helpers import only_error_line, write_folder
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def fast_classifier(monkeypatch):

@@ -98,6 +98,7 @@ def test_features_refuses_more_labels_than_the_pool_allows():
         feature_svm.check_label_count(200, rare)
 
 
+@pytest.mark.slow
 def test_the_command_writes_the_table_and_features_json(two_epochs, tmp_path, capsys):
     import shutil
     run = tmp_path / "run"

@@ -2,12 +2,15 @@
 --seed repeats, and walks through z that end at the samples of their z."""
 import matplotlib.image
 import numpy as np
+import pytest
 
 import data
 import generate
 import train
 from machinery import generation, run_directory, sampling, sessions
 from helpers import train_args
+
+pytestmark = pytest.mark.slow
 
 
 def test_generate_writes_a_grid_and_uint8_images(data_dir, tmp_path, capsys):

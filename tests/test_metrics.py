@@ -5,6 +5,8 @@ import csv
 import os
 import shutil
 
+import pytest
+
 import train
 from machinery import metrics
 from helpers import (FIRST_METRICS, QUALITY_METRICS, assert_intact, metric_steps, one_error_line,
@@ -30,6 +32,7 @@ def test_metrics_of_every_earlier_layout_are_read_with_their_types(tmp_path):
         (8, False, True)]
 
 
+@pytest.mark.slow
 def test_resuming_a_first_version_run_keeps_its_metrics_history(data_dir, run, capsys):
     shutil.copyfile(FIRST_METRICS, run / "metrics.csv")
     old = {row["step"]: row for row in metrics.read_metrics(str(run / "metrics.csv"))}
@@ -43,6 +46,7 @@ def test_resuming_a_first_version_run_keeps_its_metrics_history(data_dir, run, c
     assert lines[1].startswith("1,1,") and lines[5].startswith("5,2,")  # integers stay integers
 
 
+@pytest.mark.slow
 def test_quotes_nuls_and_huge_lines_cost_only_themselves(data_dir, run, capsys):
     lines = (run / "metrics.csv").read_bytes().splitlines(keepends=True)
     header, rows = lines[0], lines[1:]
@@ -66,6 +70,7 @@ def test_quotes_nuls_and_huge_lines_cost_only_themselves(data_dir, run, capsys):
     assert len(aside) == 1 and (run / aside[0]).read_bytes() == content  # not one byte lost
 
 
+@pytest.mark.slow
 def test_a_damaged_metrics_line_costs_that_line_only(data_dir, run, capsys):
     lines = (run / "metrics.csv").read_bytes().splitlines(keepends=True)
     lines[0] = b"st\xffep,garbage header\n"  # the header
@@ -76,6 +81,7 @@ def test_a_damaged_metrics_line_costs_that_line_only(data_dir, run, capsys):
     assert metric_steps(run) == [1, 2] + list(range(4, 13))
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_logging_is_one_line(data_dir, run, capsys, monkeypatch):
     original = metrics.MetricsLog.__init__
 

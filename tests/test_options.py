@@ -112,6 +112,7 @@ def test_not_a_number_is_one_line(capsys):
         ": error: argument --lr: 'fast' is not a number")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [
     ["train.py", "--seed", "-1"],
     ["train.py", "--intra-op-threads", "-1"],           # was SIGABRT in TensorFlow's C++
@@ -139,6 +140,7 @@ def test_a_bounded_type_reads_like_argparse_types():
     assert options.DECAY.range() == "[0, 1)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size, reason", [("48", "must be a power of two"),
                                           ("96", "must be a power of two"),
                                           ("8", "must be in 16..128, not 8 (a power of two"),
@@ -154,6 +156,7 @@ def test_sizes_that_cannot_work_are_refused_when_the_flags_are_parsed(size, reas
         assert reason in lines[-1]
 
 
+@pytest.mark.slow
 def test_a_batch_too_large_for_the_size_is_refused_when_the_flags_are_parsed():
     assert train.parse_args(["--image-size", "32", "--batch-size", "32768"]).batch_size == 32768
     result = subprocess.run([sys.executable, "train.py", "--image-size", "128", "--batch-size",

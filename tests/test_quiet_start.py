@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from machinery import quiet_start
 from helpers import ROOT, run_python
 
@@ -61,6 +63,7 @@ def test_a_process_that_dies_inside_the_filter_loses_no_real_line():
     assert b"cuInit" not in result.stderr and b"oneDNN" not in result.stderr
 
 
+@pytest.mark.slow
 def test_importing_tensorflow_leaves_the_environment_and_stderr_as_they_were():
     program = ("import os, sys\nfrom machinery import quiet_start\n"
                "quiet_start.import_tensorflow()\n"
@@ -74,6 +77,7 @@ def test_importing_tensorflow_leaves_the_environment_and_stderr_as_they_were():
     assert result.stderr.strip().splitlines() == ["after the import"]
 
 
+@pytest.mark.slow
 def test_a_cpu_run_starts_with_its_own_lines(tmp_path):
     """No line of TensorFlow's C++ logging anywhere in a short run's output, and the first line
     is this program's settings."""

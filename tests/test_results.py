@@ -3,9 +3,13 @@ of dropping it; a result that cannot be saved is still printed, in one line, not
 import json
 import os
 
+import pytest
+
 import evaluate
 from machinery import classifiers, durable
 from helpers import one_error_line, snapshot
+
+pytestmark = pytest.mark.slow
 
 
 def test_damaged_evaluation_json_is_kept_aside_never_dropped(run, tmp_path, capsys,

@@ -77,6 +77,7 @@ def test_a_folder_runs_settings_must_name_its_folder(tmp_path):
         run.read_config()
 
 
+@pytest.mark.slow
 def test_a_run_of_an_earlier_version_without_the_marker_resumes(data_dir, run, capsys):
     os.remove(run / run_directory.RUN_MARKER)
     shutil.copyfile(FIRST_CONFIG, run / "config.json")  # the first version's settings
@@ -85,6 +86,7 @@ def test_a_run_of_an_earlier_version_without_the_marker_resumes(data_dir, run, c
 
 
 # --- Damaged run files -----------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [b"", b"{\"dataset\": \"sv", b"[1, 2]", b"\xff\xfe\x00garbage"])
 def test_damaged_config_is_one_line_for_every_command(data_dir, run, capsys, content):
     (run / "config.json").write_bytes(content)
@@ -98,6 +100,7 @@ def test_damaged_config_is_one_line_for_every_command(data_dir, run, capsys, con
     assert snapshot(run) == before
 
 
+@pytest.mark.slow
 def test_config_with_wrong_types_is_one_line(run, capsys):
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps(dict(config, z_dim="a hundred")))
@@ -106,6 +109,7 @@ def test_config_with_wrong_types_is_one_line(run, capsys):
 
 
 # --- One run, two spellings -----------------------------------------------------------------
+@pytest.mark.slow
 def test_a_trailing_slash_names_the_same_run(data_dir, run, capsys):
     assert train.main(train_args(data_dir, str(run) + "/", "--epochs", "3")) == 0
     assert checkpoint_steps(run) == [12, 8, 4]

@@ -18,6 +18,7 @@ from helpers import (REPLICA_BATCH, REPLICA_SIZE, TEST_CPU_DEVICES, Z_DIM,
 tf1 = tf.compat.v1
 
 
+@pytest.mark.slow
 def test_every_replica_holds_the_same_copy_of_every_variable():
     _, copies, logged, _ = train_steps(TEST_CPU_DEVICES, steps=3, g_steps=2)
     assert len(copies) > 50  # every network variable, its Adam slots and moving statistics
@@ -26,6 +27,7 @@ def test_every_replica_holds_the_same_copy_of_every_variable():
     assert [int(step) for step, *_ in logged] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_two_replicas_with_synchronized_batch_norm_match_one_device():
     one, _, one_logged, _ = train_steps(1, steps=1)
     two, _, two_logged, _ = train_steps(TEST_CPU_DEVICES, steps=1, sync_batch_norm=True)
@@ -34,6 +36,7 @@ def test_two_replicas_with_synchronized_batch_norm_match_one_device():
                                rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_missing_division_by_the_replicas_is_caught(monkeypatch):
     """The comparison above fails when each replica's loss is not divided by N."""
     one, _, _, _ = train_steps(1, steps=1)
@@ -46,6 +49,7 @@ def test_a_missing_division_by_the_replicas_is_caught(monkeypatch):
         assert_matches_one_device(one, two)
 
 
+@pytest.mark.slow
 def test_moving_statistics_are_the_mean_over_the_replicas():
     """Without synchronized batch norm each replica normalizes with its own half of the batch;
     the moving statistics take the mean of the replicas' updates. Checked on the generator's
@@ -86,6 +90,7 @@ def test_synchronized_batch_norm_needs_a_strategy():
         training_step.build_model(1, image_size=REPLICA_SIZE, sync_batch_norm=True)
 
 
+@pytest.mark.slow
 def test_the_averaged_generator_on_two_replicas_is_the_one_of_one_device():
     """--g-ema under a strategy: one average, the same on both replicas, updated after each G
     update as on one device."""
@@ -101,6 +106,7 @@ def test_the_averaged_generator_on_two_replicas_is_the_one_of_one_device():
 
 
 # --- train.py --devices ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_checkpoint_moves_between_device_counts(data_dir, tmp_path, capsys):
     """Saved with --devices 2, continued with --devices 1, and the other way round: the same
     variables, and training goes on from the saved step."""
@@ -128,6 +134,7 @@ def test_a_checkpoint_moves_between_device_counts(data_dir, tmp_path, capsys):
                    if np.asarray(value).dtype.kind == "f")
 
 
+@pytest.mark.slow
 def test_two_devices_at_batch_b_with_synchronized_batch_norm_train_like_one(data_dir, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     one_step = ("--max-steps", "1", "--g-steps", "1")
@@ -136,6 +143,7 @@ def test_two_devices_at_batch_b_with_synchronized_batch_norm_train_like_one(data
     assert_matches_one_device(checkpoint_values(one), checkpoint_values(two))
 
 
+@pytest.mark.slow
 def test_an_averaged_run_on_two_devices_resumes_on_one_and_generates(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
     ema = ("--g-ema", "0.9")

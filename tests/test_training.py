@@ -29,6 +29,7 @@ from helpers import (ROOT, TRAIN_BATCH, archive_path, checkpoint_steps, checkpoi
                      csv_steps, start_training, train_args, write_cifar10, write_svhn)
 
 
+@pytest.mark.slow
 def test_a_run_leaves_samples_plots_metrics_events_and_checkpoints(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert train.main(train_args(data_dir, run, "--epochs", "2", "--sample-grid", "3")) == 0
@@ -80,6 +81,7 @@ def test_a_run_leaves_samples_plots_metrics_events_and_checkpoints(data_dir, tmp
     assert any(name.endswith("/g_adam_1") for name in values)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir, tmp_path):
     whole, split = tmp_path / "whole", tmp_path / "split"
     assert train.main(train_args(data_dir, whole, "--epochs", "3", "--deterministic")) == 0
@@ -112,6 +114,7 @@ def big_data_dir(tmp_path_factory):
     return str(folder)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(big_data_dir, tmp_path):
     run = str(tmp_path / "run")
     process = start_training(big_data_dir, run, "--epochs", "3", "--splits", "train")
@@ -125,6 +128,7 @@ def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(big_data_dir, tmp_pa
     assert csv_steps(run) == list(range(1, 49))  # nothing lost, nothing twice
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_mid_epoch(big_data_dir, tmp_path):
     run = str(tmp_path / "run")
     process = start_training(big_data_dir, run, "--epochs", "3", "--splits", "train")
@@ -142,6 +146,7 @@ def test_sigterm_saves_a_checkpoint_mid_epoch(big_data_dir, tmp_path):
     assert csv_steps(run) == list(range(1, 49))
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
@@ -156,6 +161,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, c
 
 
 # --- Training first --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_failing_evaluation_costs_no_training(data_dir, run, capsys, monkeypatch):
     monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "svhn", (("train",), ("train",), 1))
 
@@ -170,6 +176,7 @@ def test_a_failing_evaluation_costs_no_training(data_dir, run, capsys, monkeypat
     assert (run / "samples" / "epoch_0003.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra, message", [
     (["--dataset", "svhn", "--data-dir", "/nonexistent", "--no-download"], "file not found"),
     (["--dataset", "svhn", "--out", "/proc/version/run"], "is not writable"),
@@ -195,6 +202,7 @@ def test_corrupt_data_is_a_clear_error(tmp_path, capsys):
 # --- Other data -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_runs_on_cifar10_and_resumes(tmp_path, capsys):
     import train
 
@@ -228,6 +236,7 @@ def digests(folder):
             for name in sorted(os.listdir(folder))}
 
 
+@pytest.mark.slow
 def test_a_folder_trains_resumes_from_its_cache_and_a_changed_one_is_refused(tmp_path, capsys):
     make_folder(str(tmp_path / "pictures"))
     assert train.main(folder_args(tmp_path, "--epochs", "1")) == 0
@@ -271,6 +280,7 @@ def test_a_folder_that_cannot_be_trained_on_is_one_line_and_leaves_no_run(tmp_pa
     assert not os.path.exists(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_a_64_run_trains_checkpoints_resumes_samples_evaluates_and_extracts_features(
         data_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "svhn", (("train",), ("test",), 1))

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import tensorflow as tf
 
 import train
@@ -28,6 +29,7 @@ def test_a_checkpoint_from_before_the_redesign_fits_the_training_graph():
     assert variables == expected
 
 
+@pytest.mark.slow
 def test_changed_settings_refuse_to_resume_and_fresh_starts_over(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
@@ -41,6 +43,7 @@ def test_changed_settings_refuse_to_resume_and_fresh_starts_over(data_dir, tmp_p
     assert (tmp_path / moved[0] / "samples" / "epoch_0001.png").is_file()
 
 
+@pytest.mark.slow
 def test_resuming_a_32_run_at_64_is_refused_naming_both(two_epochs, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(two_epochs, run)
@@ -56,6 +59,7 @@ def test_resuming_a_32_run_at_64_is_refused_naming_both(two_epochs, tmp_path):
     assert sorted(os.listdir(run / "checkpoints")) == before
 
 
+@pytest.mark.slow
 def test_a_run_saved_before_the_setting_resumes_at_32(two_epochs, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(two_epochs, run)

@@ -51,6 +51,7 @@ def fused(channels, g_steps, batches, initial):
             return values_by_name(sess)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("g_steps", [1, 2])
 def test_the_fused_step_equals_the_reference_model_loss_and_model_optimizers(g_steps):
     rng = np.random.default_rng(11)
@@ -87,6 +88,7 @@ def test_build_model_value_errors(graph):
         training_step.build_model(3, z_dim=0)
 
 
+@pytest.mark.slow
 def test_at_32_the_same_seed_trains_the_same_numbers():
     """Three steps from seed 0 against the numbers main's code gave before the rule existed."""
     with open(os.path.join(ROOT, "tests", "fixtures", "training_numbers_v1.json")) as handle:

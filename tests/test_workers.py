@@ -18,6 +18,9 @@ import train
 from helpers import (ROOT, assert_matches_one_device, checkpoint_values, train_args, train_steps,
                      write_svhn)
 
+pytestmark = pytest.mark.slow
+
+
 LIMIT = 240  # seconds any worker process may take (start-up is ~15 s each on 2 cores)
 
 
