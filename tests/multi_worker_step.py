@@ -2,10 +2,10 @@
 `python tests/multi_worker_step.py MODE OUT.npz` with TF_CONFIG set: it builds the model as
 train.py does (16x16, one channel, synchronized batch norm), and saves every variable's value.
 
-MODE "train": initialise, then three steps on the batch test_replicas.py trains one device on,
-each worker feeding its half. MODE "chief-values": initialise, let the chief alone change every
-variable (as a restored checkpoint does), then run the op that gives every worker the chief's
-values.
+MODE "train": initialise, then three steps on the batch helpers.py's train_steps trains one
+device on, each worker feeding its half. MODE "chief-values": initialise, let the chief alone
+change every variable (as a restored checkpoint does), then run the op that gives every worker the
+chief's values.
 """
 import os
 import sys
@@ -17,10 +17,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from machinery import cluster as cluster_lib  # noqa: E402
-from machinery import sessions, strategies, training_step
+from machinery import sessions, strategies, training_step  # noqa: E402
 
 tf1 = tf.compat.v1
-SIZE, BATCH, Z_DIM, TIMEOUT_MS = 16, 8, 100, 120_000  # as tests/test_replicas.py
+SIZE, BATCH, Z_DIM, TIMEOUT_MS = 16, 8, 100, 120_000  # as helpers.py's REPLICA_SIZE, REPLICA_BATCH
 
 
 def main(mode, out):
@@ -29,7 +29,7 @@ def main(mode, out):
     with tf.Graph().as_default():
         tf1.set_random_seed(0)
         model = training_step.build_model(1, strategy=engine.strategy, sync_batch_norm=True,
-                                  image_size=SIZE, g_steps=1)
+                                          image_size=SIZE, g_steps=1)
         variables = tf1.global_variables()
         chief_values = strategies.chief_values_op(engine.strategy, variables)
         changes = tf.group(*[v.assign(v + tf.cast(index + 1, v.dtype))
@@ -49,7 +49,7 @@ def main(mode, out):
                                                            dtype=np.uint8)
                 for step in range(3):
                     feed = sessions.step_feed(model, images, np.arange(BATCH), 0, step,
-                                           engine.worker_index, engine.workers)
+                                              engine.worker_index, engine.workers)
                     sess.run(model.train_step, feed, options)
             values = sess.run(variables)
     np.savez(out, **{v.op.name.replace("/", "|"): value for v, value in zip(variables, values)})

@@ -60,7 +60,7 @@ def test_without_g_ema_the_graph_has_no_average(graph):
 
 @pytest.mark.slow
 def test_the_average_resumes_bit_for_bit_and_is_what_grids_and_generate_use(data_dir, tmp_path,
-                                                                           capsys):
+                                                                            capsys):
     whole, split = tmp_path / "whole", tmp_path / "split"
     ema = ["--g-ema", "0.9", "--deterministic"]
     assert train.main(train_args(data_dir, whole, "--epochs", "2", *ema)) == 0
@@ -81,5 +81,6 @@ def test_the_average_resumes_bit_for_bit_and_is_what_grids_and_generate_use(data
         out = tmp_path / f"{which[:3]}.npz"
         assert generate.main(["--run", str(whole), "--num", "6", "--out", str(out), *flags]) == 0
         assert which in capsys.readouterr().out
-    averaged, trained = np.load(tmp_path / "ave.npz")["images"], np.load(tmp_path / "tra.npz")["images"]
+    averaged = np.load(tmp_path / "ave.npz")["images"]
+    trained = np.load(tmp_path / "tra.npz")["images"]
     assert not np.array_equal(averaged, trained)

@@ -61,7 +61,7 @@ def test_a_foreign_folder_is_refused_and_left_untouched(data_dir, users_folder, 
 
 
 def test_the_working_directory_as_out_is_refused_when_it_is_not_a_run(data_dir, users_folder,
-                                                                     capsys, monkeypatch):
+                                                                      capsys, monkeypatch):
     monkeypatch.chdir(users_folder)
     before = snapshot(users_folder)
     line = fails_with_one_line(capsys, train_args(data_dir, ".", "--epochs", "1"))
@@ -88,7 +88,8 @@ def test_an_empty_folder_is_taken_and_a_file_is_refused(data_dir, tmp_path, caps
 # --- --fresh -----------------------------------------------------------------------------------
 def test_fresh_never_moves_a_folder_that_is_not_a_run(data_dir, users_folder, capsys):
     before = snapshot(users_folder)
-    line = fails_with_one_line(capsys, train_args(data_dir, users_folder, "--epochs", "1", "--fresh"))
+    line = fails_with_one_line(capsys, train_args(data_dir, users_folder, "--epochs", "1",
+                                                  "--fresh"))
     assert "--fresh" in line and "not a run directory" in line and "Nothing was moved" in line
     assert snapshot(users_folder) == before
     assert not [name for name in os.listdir(users_folder.parent) if ".old-" in name]
@@ -107,7 +108,8 @@ def test_fresh_never_moves_a_live_run_below(data_dir, run, tmp_path, capsys):
     holders = [hold_lock(live), hold_lock(nested)]
     try:
         before = snapshot(tmp_path)
-        line = fails_with_one_line(capsys, train_args(data_dir, runs_folder, "--epochs", "1", "--fresh"))
+        line = fails_with_one_line(capsys, train_args(data_dir, runs_folder, "--epochs", "1",
+                                                      "--fresh"))
         assert "not a run directory" in line
         line = fails_with_one_line(capsys, train_args(data_dir, run, "--epochs", "1", "--fresh"))
         assert "--fresh refused, nothing was moved" in line and str(nested) in line
@@ -176,6 +178,7 @@ def test_a_failed_start_leaves_nothing_it_created(data_dir, tmp_path, capsys, mo
     assert os.listdir(tmp_path) == []  # not the run directory, nor the folders above it
     empty = tmp_path / "empty"
     empty.mkdir()
+
     def interrupted(args):
         raise KeyboardInterrupt  # Ctrl-C while the data loads
 
@@ -232,7 +235,7 @@ def test_a_writers_start_keeps_a_live_readers_temporary_files(data_dir, run, tmp
 
 @pytest.mark.slow
 def test_a_second_trainer_is_refused_and_a_killed_ones_lock_does_not_block(data_dir, run,
-                                                                          capsys):
+                                                                           capsys):
     first = start_training(data_dir, run, "--epochs", "1000")
     deadline = time.time() + 120
     while not checkpoint_steps(run) or checkpoint_steps(run)[0] <= 8:  # it is training

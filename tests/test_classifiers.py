@@ -24,7 +24,8 @@ def test_a_toy_classifier_separates_two_easy_classes():
         classifier.fit(images, labels, epochs=3, log=lambda message: None)
         assert classifier.accuracy(held_images, held_labels) >= 0.99
         probabilities, features = classifier.predict(held_images)
-        assert probabilities.shape == (200, 10) and features.shape == (200, classifiers.FEATURE_SIZE)
+        assert probabilities.shape == (200, 10)
+        assert features.shape == (200, classifiers.FEATURE_SIZE)
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     finally:
         classifier.close()
@@ -44,7 +45,8 @@ def test_classifier_is_trained_once_and_cached(tmp_path, monkeypatch):
     expected = first.predict(images[:16])[0]
     first.close()
     folder = tmp_path / "classifiers" / "mnist"
-    assert json.loads((folder / "info.json").read_text())["heldout_accuracy"] == info["heldout_accuracy"]
+    assert json.loads((folder / "info.json").read_text())["heldout_accuracy"] == \
+        info["heldout_accuracy"]
     assert not [name for name in os.listdir(tmp_path / "classifiers") if name.startswith(".tmp")]
     assert (folder.stat().st_mode & 0o777) == durable.DEFAULT_DIR_MODE
     second, again = classifiers.load_classifier("mnist", str(tmp_path), log=lambda message: None)

@@ -21,7 +21,7 @@ from helpers import train_args
      'needs "task"'),
 ])
 def test_a_malformed_tf_config_is_one_line_at_parse_time(text, message, data_dir, tmp_path,
-                                                          monkeypatch, capsys):
+                                                         monkeypatch, capsys):
     monkeypatch.setenv("TF_CONFIG", text)
     with pytest.raises(SystemExit) as exit_info:
         train.parse_args(train_args(data_dir, tmp_path / "run"))

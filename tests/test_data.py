@@ -29,7 +29,8 @@ def test_svhn_layout_labels_and_default_splits(tmp_path):
     np.testing.assert_array_equal(dataset.images[3], train_x[:, :, :, 3])
     np.testing.assert_array_equal(dataset.images[12 + 4], test_x[:, :, :, 4])
     assert dataset.labels[9] == 0 and train_y[9, 0] == 10  # 10 means the digit 0
-    np.testing.assert_array_equal(dataset.labels[:12], np.arange(12) % 10 + 1 - 10 * (np.arange(12) % 10 == 9))
+    np.testing.assert_array_equal(dataset.labels[:12],
+                                  np.arange(12) % 10 + 1 - 10 * (np.arange(12) % 10 == 9))
     only_test = data.load_dataset("svhn", str(tmp_path), ["test"], verify=False, download=False)
     assert len(only_test.images) == 7
     assert data.channels("svhn") == 3 and data.channels("mnist") == 1
@@ -74,7 +75,8 @@ def test_the_datasets_are_resized_once_at_load(data_dir):
     back = image_rows.resize(image_rows.resize(ramp, 64), 32).astype(int)
     assert np.abs(back - ramp).max() <= 1  # a smooth picture survives up and down
     flat = np.full((2, 32, 32, 1), 200, np.uint8)  # an antialiasing filter keeps a flat field
-    assert np.all(image_rows.resize(flat, 16) == 200) and np.all(image_rows.resize(flat, 128) == 200)
+    assert np.all(image_rows.resize(flat, 16) == 200)
+    assert np.all(image_rows.resize(flat, 128) == 200)
 
 
 def test_batches_are_shuffled_deterministically_per_seed():
@@ -284,7 +286,8 @@ def test_records_of_the_wrong_length_and_labels_out_of_range(tmp_path):
 
 def test_the_archive_is_checked_against_its_published_md5(tmp_path):
     write_cifar10(archive_path(tmp_path))
-    with pytest.raises(data.DatasetError, match="checksum mismatch.*c32a1d4ab5d03f1284b67883e8d87530"):
+    with pytest.raises(data.DatasetError,
+                       match="checksum mismatch.*c32a1d4ab5d03f1284b67883e8d87530"):
         data.load_dataset("cifar10", str(tmp_path), download=False)
 
 

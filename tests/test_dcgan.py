@@ -115,6 +115,7 @@ def test_optimizers_split_the_variables(graph):
     g_vars = {v.op.name for v in tf1.trainable_variables("generator/")}
     assert d_vars.isdisjoint(g_vars)
     assert d_vars | g_vars == {v.op.name for v in tf1.trainable_variables()}
+
     # Which variables each update writes, read off the Adam ops themselves.
     def written(train_op):
         names = set()
@@ -146,7 +147,8 @@ def test_losses_match_numpy(graph, smooth):
     expected_g = np.mean(-np.log(sig(fake_logits)))
     np.testing.assert_allclose(d_value, expected_d, rtol=1e-6)
     np.testing.assert_allclose(g_value, expected_g, rtol=1e-6)
-    np.testing.assert_allclose(d_value, bce(real_logits, 1 - smooth) + bce(fake_logits, 0), rtol=1e-6)
+    np.testing.assert_allclose(d_value, bce(real_logits, 1 - smooth) + bce(fake_logits, 0),
+                               rtol=1e-6)
 
 
 def feed_batch(real, z, channels=3, seed=0):

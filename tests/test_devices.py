@@ -47,7 +47,7 @@ def test_train_with_bfloat16_warns_only_without_amx_and_runs(data_dir, tmp_path,
                                                              monkeypatch, flags, warned):
     monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
     assert train.main(train_args(data_dir, tmp_path / "run", "--precision", "bfloat16",
-                           "--max-steps", "1")) == 0
+                                 "--max-steps", "1")) == 0
     err = capsys.readouterr().err
     assert ("bfloat16 may be slower than float32 here" in err) == warned
     assert ("python bench.py --g-steps 1 --channels 3 --precision both" in err) == warned

@@ -53,7 +53,8 @@ def mnist_files(tmp_path):
     return files
 
 
-def test_download_tries_mirrors_verifies_and_never_downloads_twice(tmp_path, monkeypatch, mnist_files):
+def test_download_tries_mirrors_verifies_and_never_downloads_twice(tmp_path, monkeypatch,
+                                                                   mnist_files):
     server = LocalServer(mnist_files)
     try:
         dead = "http://127.0.0.1:9/"  # nothing listens on the discard port: the first mirror fails
@@ -102,7 +103,8 @@ def test_downloaded_files_get_the_usual_permissions(tmp_path, mnist_files, umask
     try:
         name = "train-images-idx3-ubyte.gz"
         target = tmp_path / name
-        downloads.download_file(server.url + name, str(target), hashlib.md5(mnist_files[name]).hexdigest())
+        downloads.download_file(server.url + name, str(target),
+                                hashlib.md5(mnist_files[name]).hexdigest())
         assert (target.stat().st_mode & 0o777) == (0o666 & ~umask)
         assert target.read_bytes() == mnist_files[name]
     finally:

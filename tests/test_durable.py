@@ -16,6 +16,6 @@ def test_files_written_atomically_get_the_usual_permissions(tmp_path, umask):
 def test_temporary_files_carry_their_writer(tmp_path):
     seen = []
     durable.atomic_write(str(tmp_path / "file"),
-                      lambda handle: seen.extend(os.listdir(tmp_path)))
+                         lambda handle: seen.extend(os.listdir(tmp_path)))
     assert len(seen) == 1 and seen[0].startswith(f".tmp-{socket.gethostname()}-{os.getpid()}-")
     assert not durable.left_by_dead(seen[0])  # this process: alive

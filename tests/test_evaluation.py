@@ -56,8 +56,8 @@ def test_a_labeled_folder_run_is_scored_during_and_after_training(tmp_path, quic
                                                                   capsys):
     write_folder(str(tmp_path / "pictures"))
     run = tmp_path / "run"
-    assert train.main(folder_run_args(tmp_path, "pictures", "run", "--eval-every", "1", "--eval-num",
-                           "8")) == 0
+    assert train.main(folder_run_args(tmp_path, "pictures", "run", "--eval-every", "1",
+                                      "--eval-num", "8")) == 0
     out = capsys.readouterr().out
     assert "training the 3-class folder classifier once (24 images" in out
     assert "epoch 1 quality: classifier score" in out and "of at most 3 (real" in out
@@ -116,7 +116,7 @@ def test_a_folder_without_classes_trains_but_is_not_scored(tmp_path, capsys):
 
 
 def test_evaluate_and_features_work_from_another_folder(tmp_path, quick_classifier,
-                                                       monkeypatch, capsys):
+                                                        monkeypatch, capsys):
     """train.py given relative --images and --data-dir; evaluate.py and features.py run from
     elsewhere find both where the run found them, and write nothing there."""
     start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"

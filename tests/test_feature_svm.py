@@ -50,7 +50,7 @@ def test_label_draws_and_counts_follow_the_number_of_classes():
     assert feature_svm.default_labels("svhn", labels, 10) == 1000
     feature_svm.check_label_count(3, labels, 3)
     with pytest.raises(errors.RunError, match="^--labels 2 is fewer than one a class: this "
-                                            "dataset has 3 classes; use at least 3$"):
+                                              "dataset has 3 classes; use at least 3$"):
         feature_svm.check_label_count(2, labels, 3)
     with pytest.raises(errors.RunError, match="too small for one label a class of its 3"):
         feature_svm.check_label_count(3, np.arange(3), 3)  # one image a class: none to validate
@@ -93,8 +93,8 @@ def test_features_refuses_more_labels_than_the_pool_allows():
         feature_svm.check_label_count(300, balanced)  # none left to validate on
     rare = np.concatenate([np.repeat(np.arange(9), 30), np.full(10, 9)])  # 10 of class 9
     with pytest.raises(errors.RunError, match=r"^--labels 200 is more than this dataset allows: "
-                                            r"its labeled pool has 280 images, 10 of its rarest "
-                                            r"class, .* use at most 100$"):
+                                              r"its labeled pool has 280 images, 10 of its rarest "
+                                              r"class, .* use at most 100$"):
         feature_svm.check_label_count(200, rare)
 
 

@@ -21,7 +21,8 @@ def test_generate_writes_a_grid_and_uint8_images(data_dir, tmp_path, capsys):
     images = np.load(npz)["images"]
     assert images.shape == (10, 32, 32, 3) and images.dtype == np.uint8
     again = tmp_path / "again.npz"
-    assert generate.main(["--run", str(run), "--num", "10", "--out", str(again), "--seed", "4"]) == 0
+    assert generate.main(["--run", str(run), "--num", "10", "--out", str(again),
+                          "--seed", "4"]) == 0
     np.testing.assert_array_equal(np.load(again)["images"], images)  # --seed repeats
     grid = tmp_path / "grid.png"
     assert generate.main(["--run", str(run), "--num", "9", "--out", str(grid)]) == 0
@@ -40,7 +41,8 @@ def test_interpolation_walks_end_at_the_samples_of_their_z(data_dir, tmp_path, c
     images = np.load(walks)["images"].reshape(3, 5, 32, 32, 3)
     z = generation.walk_z(np.random.default_rng(2), 3, 5, 2, 100).reshape(3, 5, 100)
     ends = np.concatenate([z[:, 0], z[:, -1]])
-    alone = data.to_uint8(sampling.sample_images(run_directory.RunDir(str(run)), 0, 2, z=ends).images)
+    alone = data.to_uint8(
+        sampling.sample_images(run_directory.RunDir(str(run)), 0, 2, z=ends).images)
     np.testing.assert_array_equal(images[:, 0], alone[:3])
     np.testing.assert_array_equal(images[:, -1], alone[3:])
     np.testing.assert_allclose(z[:, 2], (z[:, 0] + z[:, -1]) / 2, atol=1e-6)  # a straight line

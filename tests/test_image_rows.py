@@ -12,7 +12,8 @@ def test_rows_are_read_a_chunk_at_a_time_and_resized_as_resize_does(tmp_path, mo
     monkeypatch.setattr(image_rows, "READ_CHUNK", 4)
     rows = np.array([0, 3, 4, 9, 10, 11, 22])
     np.testing.assert_array_equal(image_rows.read_rows(cache, rows), images[rows])
-    np.testing.assert_array_equal(image_rows.read_rows(cache, rows, 8), image_rows.resize(images[rows], 8))
+    np.testing.assert_array_equal(image_rows.read_rows(cache, rows, 8),
+                                  image_rows.resize(images[rows], 8))
     lazy = image_rows.ImageRows(cache, rows, 8)
     assert len(lazy) == 7
     np.testing.assert_array_equal(lazy[2:5], image_rows.resize(images[rows[2:5]], 8))

@@ -1,8 +1,8 @@
-"""machinery/options.py: every numeric flag of every command is bounded when parsed, with the reason: an
-out-of-range value ends with argparse's usage and one error line naming the flag, exit status 2,
-before anything reaches NumPy, scikit-learn or TensorFlow's C++ (which answer a negative seed with
-a traceback and a negative thread count with an abort); image sizes that cannot work and batches
-too large for the size, refused the same way."""
+"""machinery/options.py: every numeric flag of every command is bounded when parsed, with the
+reason: an out-of-range value ends with argparse's usage and one error line naming the flag, exit
+status 2, before anything reaches NumPy, scikit-learn or TensorFlow's C++ (which answer a negative
+seed with a traceback and a negative thread count with an abort); image sizes that cannot work and
+batches too large for the size, refused the same way."""
 import argparse
 import importlib
 import os

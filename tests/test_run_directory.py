@@ -58,7 +58,8 @@ def test_a_relative_path_of_a_runs_settings_is_relative_to_where_it_started(tmp_
     assert run_directory.setting_path(config, "images") == str(start / "pictures")
     assert run_directory.setting_path(config, "data_dir", "data") == str(start / "data")
     assert run_directory.setting_path(dict(config, images=str(tmp_path)), "images") == str(tmp_path)
-    assert run_directory.setting_path({"images": "pictures"}, "images") == "pictures"  # an older run
+    # an older run:
+    assert run_directory.setting_path({"images": "pictures"}, "images") == "pictures"
     (elsewhere / "moved").mkdir()  # only here: the tree was moved, the run with it
     assert run_directory.setting_path(dict(config, images="moved"), "images") == "moved"
     assert run_directory.setting_path(config, "channels") is None
@@ -69,10 +70,10 @@ def test_a_folder_runs_settings_must_name_its_folder(tmp_path):
     settings = {"dataset": "folder", "output_dim": 1, "z_dim": 100}
     durable.write_json(run.config_path, settings)
     with pytest.raises(errors.RunError, match="run settings lack images, fit, data_fingerprint, "
-                                            "num_images$"):
+                                              "num_images$"):
         run.read_config()
     durable.write_json(run.config_path, dict(settings, images=7, fit="crop", data_fingerprint="f",
-                                          num_images=3))
+                                             num_images=3))
     with pytest.raises(errors.RunError, match="images 7 is not a str; the file is damaged$"):
         run.read_config()
 

@@ -125,7 +125,7 @@ def test_a_checkpoint_moves_between_device_counts(data_dir, tmp_path, capsys):
     assert train.main(train_args(data_dir, two_first, "--epochs", "2", "--devices", "1")) == 0
     assert "resumed" in capsys.readouterr().out
     assert train.main(train_args(data_dir, one_first, "--epochs", "2", "--devices", "2",
-                           "--sync-batch-norm")) == 0
+                                 "--sync-batch-norm")) == 0
     assert "resumed" in capsys.readouterr().out
     for run in (two_first, one_first):
         values = checkpoint_values(run)
@@ -139,7 +139,8 @@ def test_two_devices_at_batch_b_with_synchronized_batch_norm_train_like_one(data
     one, two = tmp_path / "one", tmp_path / "two"
     one_step = ("--max-steps", "1", "--g-steps", "1")
     assert train.main(train_args(data_dir, one, *one_step)) == 0
-    assert train.main(train_args(data_dir, two, *one_step, "--devices", "2", "--sync-batch-norm")) == 0
+    assert train.main(train_args(data_dir, two, *one_step, "--devices", "2",
+                                 "--sync-batch-norm")) == 0
     assert_matches_one_device(checkpoint_values(one), checkpoint_values(two))
 
 
@@ -161,7 +162,7 @@ def test_an_averaged_run_on_two_devices_resumes_on_one_and_generates(data_dir, t
 
 def test_more_devices_than_the_process_has_is_one_line(data_dir, tmp_path, capsys):
     assert train.main(train_args(data_dir, tmp_path / "run", "--devices", "4", "--batch-size",
-                           "16")) == 1
+                                 "16")) == 1
     err = capsys.readouterr().err
     assert "--devices 4: TensorFlow started with 2 CPU device(s)" in err
     assert "Traceback" not in err and not os.path.exists(tmp_path / "run")

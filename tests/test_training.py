@@ -87,7 +87,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir, tmp_path):
     assert train.main(train_args(data_dir, whole, "--epochs", "3", "--deterministic")) == 0
     assert train.main(train_args(data_dir, split, "--epochs", "1", "--deterministic")) == 0
     assert train.main(train_args(data_dir, split, "--epochs", "2", "--max-steps", "6",
-                           "--deterministic")) == 0  # stops mid-epoch 2
+                                 "--deterministic")) == 0  # stops mid-epoch 2
     assert checkpoint_values(str(split))["run_state/batch_index"] == 2
     assert train.main(train_args(data_dir, split, "--epochs", "3", "--deterministic")) == 0
     expected, got = checkpoint_values(str(whole)), checkpoint_values(str(split))
@@ -170,7 +170,7 @@ def test_a_failing_evaluation_costs_no_training(data_dir, run, capsys, monkeypat
 
     monkeypatch.setattr(quality, "quality", broken)
     assert train.main(train_args(data_dir, run, "--epochs", "3", "--eval-every", "1",
-                           "--eval-num", "8")) == 0
+                                 "--eval-num", "8")) == 0
     assert "warning: the evaluation failed (LinAlgError" in capsys.readouterr().err
     assert checkpoint_steps(run) == [12, 8, 4]
     assert (run / "samples" / "epoch_0003.png").is_file()

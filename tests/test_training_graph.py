@@ -51,7 +51,7 @@ def test_resuming_a_32_run_at_64_is_refused_naming_both(two_epochs, tmp_path):
     before = sorted(os.listdir(run / "checkpoints"))
     result = subprocess.run(
         [sys.executable, "train.py", *train_args(config["data_dir"], run, "--image-size", "64",
-                                           "--epochs", "3")],
+                                                 "--epochs", "3")],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     error = result.stderr.strip().splitlines()[-1]

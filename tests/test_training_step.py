@@ -56,7 +56,8 @@ def fused(channels, g_steps, batches, initial):
 def test_the_fused_step_equals_the_reference_model_loss_and_model_optimizers(g_steps):
     rng = np.random.default_rng(11)
     batches = [(rng.integers(0, 256, (BATCH, 32, 32, 3), dtype=np.uint8),
-                rng.uniform(-1, 1, (BATCH, hyperparameters.Z_DIM)).astype(np.float32)) for _ in range(3)]
+                rng.uniform(-1, 1, (BATCH, hyperparameters.Z_DIM)).astype(np.float32))
+               for _ in range(3)]
     initial, expected = two_call_reference(3, g_steps, batches)
     got = fused(3, g_steps, batches, initial)
     assert set(got) - set(expected) == {"global_step"} and got["global_step"] == 3
