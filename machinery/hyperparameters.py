@@ -95,3 +95,30 @@ def discriminator_filters(size):
 
 # Compute precisions the graph can be built in (weights, statistics and losses stay float32).
 PRECISIONS = ("float32", "bfloat16")
+
+# --- Augmentation (train.py --augment; not in the paper, opt-in) --------------------------------
+# DiffAugment's three policies (Zhao et al. 2020), always applied in this order, each to each
+# image with a probability p that is fixed or, "adaptive", steered as ADA steers it (Karras et
+# al. 2020) towards a mean sign of D's logits on the real images of AUGMENT_TARGET (ADA's 0.6).
+AUGMENT_POLICIES = ("color", "translation", "cutout")
+AUGMENT_ADAPTIVE = "adaptive"
+AUGMENT_TARGET = 0.6
+# Every ADA_INTERVAL steps (ADA's 4) an adaptive p moves by batch x ADA_INTERVAL /
+# ADA_IMAGES_TO_FULL. ADA lets p cross [0, 1] in 500,000 images; runs here are hundreds to tens of
+# thousands of steps of 64-128 images (a 1,500-step run at batch 64 sees 96,000), so p may cross
+# it in 100,000: about 800 steps at 128, 1,600 at 64.
+ADA_INTERVAL = 4
+ADA_IMAGES_TO_FULL = 100_000
+
+
+def augment_policies(text):
+    """The policies of a comma-separated string, in the order they are applied.
+
+    Raises:
+      ValueError: an unknown or repeated name, or none.
+    """
+    names = [name.strip() for name in text.split(",")]
+    if any(name not in AUGMENT_POLICIES for name in names) or len(set(names)) != len(names):
+        raise ValueError(f"{text!r}: give a comma list of distinct policies among "
+                         f"{', '.join(AUGMENT_POLICIES)}")
+    return tuple(name for name in AUGMENT_POLICIES if name in names)
