@@ -19,6 +19,7 @@ out. A JSON file (--json) records settings, results and versions.
   python bench.py --image-size 64 --g-steps 1 --channels 3   # the paper's 64x64 network
   python bench.py --layers --image-size 64          # each CPU rewrite against TensorFlow's op
   python bench.py --devices 2 --g-steps 1 --channels 3   # 2 replicas against 1, alternated
+  python bench.py --g-steps 1 --channels 3 --augment translation,cutout,color   # its cost
 """
 import os
 import sys
@@ -44,6 +45,12 @@ def build_parser():
         metavar="N", help="as in train.py: the side of the images the networks are built for")
     add("--g-ema", type=options.DECAY, default=0.0, metavar="DECAY",
         help="as in train.py: also update the averaged generator in the step")
+    add("--augment", type=options.augment_policies, default=None, metavar="POLICIES",
+        help="as in train.py: also time the step with this augmentation, alternating with the "
+             "step without it, and report what it costs")
+    add("--augment-p", type=options.AUGMENT_P, default=1.0, metavar="P",
+        help="with --augment: as in train.py; 1 (every image, every policy) is the most it "
+             "costs, adaptive starts at p = 0")
     group = parser.add_argument_group("training")
     group.add_argument("--batch-size", type=BATCH_SIZE, default=hyperparameters.BATCH_SIZE,
                        help="images per step")

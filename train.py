@@ -16,6 +16,7 @@ DEFAULT_EPOCHS = 25
 DEFAULT_SEED = 0
 DEFAULT_LOG_EVERY = 10
 DEFAULT_GRID = 6            # 6x6 sample grid
+DEFAULT_AUGMENT_P = hyperparameters.AUGMENT_ADAPTIVE
 # The bounds of this entry point's own flags, each with what it protects (the shared ones:
 # options.py).
 Z_DIM = options.bounded_int(1, 4096, "the dense layer holds z-dim x 8,192 weights: 4,096 are "
@@ -104,6 +105,24 @@ def build_parser():
     add("--deterministic", action="store_true",
         help="deterministic TensorFlow kernels: the same seed gives the same numbers (slower)")
 
+    group = parser.add_argument_group(
+        "augmentation (not in the paper; for a few hundred to a few thousand pictures)")
+    add = group.add_argument
+    add("--augment", type=options.augment_policies, default=None, metavar="POLICIES",
+        help="a comma list of translation, cutout, color: every image the discriminator sees, "
+             "real and generated, in the D and the G updates, goes through them (DiffAugment), "
+             "each policy applied to each image with probability --augment-p")
+    add("--augment-p", type=options.AUGMENT_P, default=None, metavar="P",
+        help=f"with --augment: a probability in [0, 1], or adaptive: steered every "
+             f"{hyperparameters.ADA_INTERVAL} steps to keep the mean sign of D's logits on the "
+             f"real images at --augment-target, as ADA does (default: {DEFAULT_AUGMENT_P})")
+    add("--augment-target", type=options.AUGMENT_TARGET, default=None, metavar="T",
+        help=f"with --augment-p adaptive: the mean sign p is steered towards (default: "
+             f"{hyperparameters.AUGMENT_TARGET}, ADA's)")
+    add("--flip", action="store_true",
+        help="mirror real images left to right at random (the real ones only); off by "
+             "default: wrong for digits and text, whose mirror images are neither")
+
     group = parser.add_argument_group("output and logging")
     add = group.add_argument
     add("--out", default=None, help="run directory (default: runs/<dataset>)")
@@ -153,6 +172,7 @@ def parse_args(argv=None):
     if problem:
         parser.error(f"argument --batch-size: {problem}")
     check_replicas(parser, args)
+    check_augmentation(parser, args)
     folder = args.dataset == data.FOLDER
     if folder != (args.images is not None):
         parser.error("--dataset folder needs --images FOLDER" if folder else
@@ -171,6 +191,21 @@ def parse_args(argv=None):
     name = os.path.basename(os.path.abspath(args.images)) if folder else args.dataset
     args.out = os.path.normpath(args.out or os.path.join("runs", name))
     return args
+
+
+def check_augmentation(parser, args):
+    """--augment-p and --augment-target go with --augment (a target with an adaptive p); their
+    defaults are filled in where they apply, so config.json holds None where they do not."""
+    if args.augment is None:
+        if args.augment_p is not None or args.augment_target is not None:
+            parser.error("--augment-p and --augment-target go with --augment POLICIES")
+        return
+    args.augment_p = DEFAULT_AUGMENT_P if args.augment_p is None else args.augment_p
+    if args.augment_p != hyperparameters.AUGMENT_ADAPTIVE:
+        if args.augment_target is not None:
+            parser.error("--augment-target goes with --augment-p adaptive")
+    elif args.augment_target is None:
+        args.augment_target = hyperparameters.AUGMENT_TARGET
 
 
 def check_replicas(parser, args):

@@ -58,9 +58,10 @@ def flop_count(channels, g_steps, batch_size=1, image_size=hyperparameters.IMAGE
 class StepTimer:
     """One configuration's training graph and session, ready to time steps on random data."""
 
-    def __init__(self, channels, g_steps, precision, args, devices=1):
+    def __init__(self, channels, g_steps, precision, args, devices=1, augment=None):
         self.channels, self.g_steps, self.precision = channels, g_steps, precision
-        self.batch_size, self.devices = args.batch_size, devices
+        self.batch_size, self.devices, self.augment = args.batch_size, devices, augment
+        self.augment_p = args.augment_p if augment else None
         engine = strategies.make_engine(devices)
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -68,7 +69,8 @@ class StepTimer:
             self.model = training_step.build_model(
                 channels, g_steps=g_steps, precision=precision, g_ema_decay=args.g_ema,
                 image_size=args.image_size, strategy=engine.strategy,
-                sync_batch_norm=args.sync_batch_norm and devices > 1)
+                sync_batch_norm=args.sync_batch_norm and devices > 1, augment=augment or (),
+                augment_p=self.augment_p if augment else 1.0)
             init = tf1.global_variables_initializer()
         self.graph.finalize()
         rng = np.random.default_rng(0)
@@ -102,6 +104,7 @@ class StepTimer:
         flops = flop_count(self.channels, self.g_steps, image_size=image_size)
         return {"channels": self.channels, "g_steps": self.g_steps, "precision": self.precision,
                 "image_size": image_size, "devices": self.devices, "batch_size": self.batch_size,
+                "augment": self.augment, "augment_p": self.augment_p,
                 "images_per_sec": images_per_sec, "gflops_per_image": flops / 1e9,
                 "achieved_gflops": images_per_sec * flops / 1e9,
                 "median_step_s": statistics.median(self.step_seconds),
@@ -110,12 +113,13 @@ class StepTimer:
 
 
 def measure(channels, g_steps, precisions, args):
-    """Times each precision's step (and with --devices N, each on one device and on N);
-    several alternate in blocks of steps (so the machine's drift falls on all alike). Returns a
-    result dict per precision and device count."""
+    """Times each precision's step (and with --devices N, each on one device and on N; with
+    --augment, each without and with the augmentation); several alternate in blocks of steps (so
+    the machine's drift falls on all alike). Returns a result dict per configuration."""
     device_counts = [1, args.devices] if args.devices > 1 else [1]
-    timers = [StepTimer(channels, g_steps, precision, args, devices)
-              for precision in precisions for devices in device_counts]
+    augments = [None, args.augment] if args.augment else [None]
+    timers = [StepTimer(channels, g_steps, precision, args, devices, augment)
+              for precision in precisions for devices in device_counts for augment in augments]
     for timer in timers:
         timer.run(args.warmup, timed=False)
     blocks = ALTERNATION_BLOCKS if len(timers) > 1 else 1
@@ -146,6 +150,8 @@ def matmul_peak(n=4096, reps=10):
 def print_result(result, peak):
     share = f" = {100 * result['achieved_gflops'] / peak:.0f}% of the matmul peak" if peak else ""
     on = f" devices={result['devices']}" if result["devices"] > 1 else ""
+    if result["augment"]:
+        on += f" augment={','.join(result['augment'])} augment_p={result['augment_p']}"
     print(f"image_size={result['image_size']} g_steps={result['g_steps']} "
           f"channels={result['channels']} precision={result['precision']}{on}: "
           f"{result['gflops_per_image']:.4f} GFLOP/image, "
@@ -162,6 +168,16 @@ def scaling(one, several):
             f"{one['images_per_sec']:.1f} on one device ({one['precision']}, global batch "
             f"{one['batch_size']}): speedup {speedup:.2f}x, scaling efficiency "
             f"{100 * speedup / several['devices']:.0f}%")
+
+
+def augmentation_cost(plain, augmented):
+    """One line: what the augmentation adds to the step, in step time."""
+    cost = plain["images_per_sec"] / augmented["images_per_sec"] - 1
+    augmented["augmentation_cost"] = cost
+    return (f"--augment {','.join(augmented['augment'])} --augment-p {augmented['augment_p']}: "
+            f"{augmented['images_per_sec']:.1f} images/s against {plain['images_per_sec']:.1f} "
+            f"without ({plain['precision']}, batch {plain['batch_size']}): the step takes "
+            f"{100 * cost:+.1f}% longer")
 
 
 def compare_precisions(float32, bfloat16):
@@ -281,8 +297,11 @@ def benchmark(args):
         group_results = measure(channels, g_steps, group, args)
         for result in group_results:
             print_result(result, peak)
-        on_one = [result for result in group_results if result["devices"] == 1]
-        for one, several in zip(on_one, [r for r in group_results if r["devices"] > 1]):
+        plain = [result for result in group_results if not result["augment"]]
+        for one, augmented in zip(plain, [r for r in group_results if r["augment"]]):
+            print(augmentation_cost(one, augmented), flush=True)
+        on_one = [result for result in plain if result["devices"] == 1]
+        for one, several in zip(on_one, [r for r in plain if r["devices"] > 1]):
             print(scaling(one, several), flush=True)
         if len(on_one) == 2:
             print(compare_precisions(*on_one), flush=True)

@@ -21,12 +21,16 @@ tf1 = tf.compat.v1
 
 LOSS_FIELDS = ("d_loss", "g_loss", "d_real", "d_fake", "images_per_sec")
 QUALITY_FIELDS = ("classifier_score", "frechet_distance", "class_entropy", "min_class_share")
+# ADA's r_t over the logging interval, and the augmentation probability (empty without one).
+HEALTH_FIELDS = ("d_real_sign", "augment_p")
 # A row holds either the losses of a step or the quality of an evaluation; the rest stay empty.
-METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, *QUALITY_FIELDS, "time")
-# The first version's metrics.csv (538f904 to 391f6ea): no quality columns. Rows are told apart
-# by their number of fields.
+METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, *QUALITY_FIELDS, "time", *HEALTH_FIELDS)
+# Earlier versions' metrics.csv, told apart by their number of fields: the first (538f904 to
+# 391f6ea) had no quality columns, the second (to 268e59b) no health columns.
 FIRST_METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, "time")
-_METRIC_LAYOUTS = {len(fields): fields for fields in (METRIC_FIELDS, FIRST_METRIC_FIELDS)}
+SECOND_METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, *QUALITY_FIELDS, "time")
+_METRIC_LAYOUTS = {len(fields): fields
+                   for fields in (METRIC_FIELDS, SECOND_METRIC_FIELDS, FIRST_METRIC_FIELDS)}
 _INTEGER_METRICS = ("step", "epoch")
 # A row is under 300 bytes; a line past this is damage (say, a zero-filled tail after a power
 # cut) and is skipped without being held in memory.
@@ -212,4 +216,3 @@ class MetricsLog:
         except OSError:
             pass  # a full disk: the rows were flushed one by one, or reported then
         self.writer.close()
-

@@ -138,6 +138,37 @@ class ImageSize(Bounded):
 IMAGE_SIZE = ImageSize()
 
 
+def augment_policies(text):
+    """An argparse type: a comma list of augmentation policies (hyperparameters')."""
+    try:
+        return list(hyperparameters.augment_policies(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+class AugmentProbability(Bounded):
+    """An argparse type: a probability in [0, 1], or the word hyperparameters.AUGMENT_ADAPTIVE."""
+
+    def __init__(self):
+        super().__init__(float, 0.0, 1.0, f"a probability; or {hyperparameters.AUGMENT_ADAPTIVE}: "
+                                          f"steered as ADA steers it")
+
+    def __call__(self, text):
+        if text == hyperparameters.AUGMENT_ADAPTIVE:
+            return text
+        try:
+            float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor "
+                                             f"{hyperparameters.AUGMENT_ADAPTIVE!r}") from None
+        return super().__call__(text)
+
+
+AUGMENT_P = AugmentProbability()
+AUGMENT_TARGET = bounded_float(0.0, 1.0, "a mean of signs that is neither 'never' nor 'always'",
+                               low_open=True, high_open=True)
+
+
 def batch_size_problem(batch_size, image_size):
     """Why a batch is too large for the networks at `image_size`, or None: BATCH_SIZE's reason,
     one tensor past 2^30 values, for the largest layer at that size."""

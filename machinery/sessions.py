@@ -11,6 +11,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 import data
+from machinery import augmentation
 
 tf1 = tf.compat.v1
 
@@ -51,19 +52,29 @@ def step_z(seed, step, batch_size, z_dim):
     return draw_z(np.random.default_rng([seed, 2, step]), batch_size, z_dim)
 
 
-def step_feed(model, images, indices, seed, step, worker=0, workers=1):
-    """The feed of one training step: a uint8 batch (scaled in the graph) and its z.
+def step_feed(model, images, indices, seed, step, worker=0, workers=1, flip=False):
+    """The feed of one training step: a uint8 batch (scaled in the graph), its z, and with
+    augmentation the step's random numbers (augmentation.draws).
 
     uint8 is a quarter of float32's bytes to copy; gathering and drawing z take well under a
     millisecond against hundreds for the step, so no input pipeline is needed. With several
-    `workers`, each feeds its own share of the global batch `indices` and of its z (worker k the
-    k-th), so together they train on exactly what one process would, and each reads only its
-    own rows of the images.
+    `workers`, each feeds its own share of the global batch `indices` and of its random numbers
+    (worker k the k-th), so together they train on exactly what one process would, and each
+    reads only its own rows of the images. With `flip`, each real image is mirrored left to
+    right with probability 1/2 (drawn, like z, from the seed and the step).
     """
     share = len(indices) // workers
     rows = slice(worker * share, (worker + 1) * share)
-    return {model.real_images: images[indices[rows]],
+    batch = images[indices[rows]]
+    if flip:
+        mirrored = np.random.default_rng([seed, 7, step]).random(len(indices))[rows] < 0.5
+        batch[mirrored] = batch[mirrored, :, ::-1]
+    feed = {model.real_images: batch,
             model.z: step_z(seed, step, len(indices), model.z_dim)[rows]}
+    if model.augment_draws is not None:
+        feed[model.augment_draws] = augmentation.draws(seed, step, len(indices),
+                                                       model.augment_passes)[rows]
+    return feed
 
 
 def scale_pixels(images):

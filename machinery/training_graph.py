@@ -13,10 +13,12 @@ tf1 = tf.compat.v1
 
 # Settings a checkpoint is tied to: changing one makes a resumed run meaningless.
 RESUME_KEYS = ("dataset", "splits", "images", "channels", "fit", "image_size", "z_dim",
-               "batch_size", "seed", "sample_grid", "g_ema")
+               "batch_size", "seed", "sample_grid", "g_ema", "augment", "augment_p",
+               "augment_target", "flip")
 # For runs saved before the setting existed.
 RESUME_DEFAULTS = {"g_ema": 0.0, "image_size": hyperparameters.IMAGE_SIZE, "images": None,
-                   "channels": None, "fit": None}
+                   "channels": None, "fit": None, "augment": None, "augment_p": None,
+                   "augment_target": None, "flip": False}
 # What every worker must agree on: what the step computes and how long it trains (a worker that
 # stops early leaves the others waiting), and the data. A folder's path may differ from machine
 # to machine, and so may its files' times (a copy): workers.agreed_numbers compares pixels.
@@ -45,7 +47,9 @@ def build_graph(args, output_dim, engine, agreed=(0, 0)):
             output_dim, z_dim=args.z_dim, g_steps=args.g_steps, learning_rate=args.lr,
             beta1=args.beta1, alpha=args.alpha, smooth=args.smooth, precision=args.precision,
             g_ema_decay=args.g_ema, image_size=args.image_size, strategy=engine.strategy,
-            sync_batch_norm=args.sync_batch_norm)
+            sync_batch_norm=args.sync_batch_norm, augment=args.augment or (),
+            augment_p=args.augment_p if args.augment else 1.0,
+            augment_target=args.augment_target or hyperparameters.AUGMENT_TARGET)
         # (the convolutions: those for the device TensorFlow sees)
         initial_fixed_z = sessions.draw_z(np.random.default_rng([args.seed, 1]),
                                           args.sample_grid ** 2, args.z_dim)

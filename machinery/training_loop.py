@@ -7,7 +7,8 @@ import time
 
 import tensorflow as tf
 
-from machinery import checkpoints, convolutions, devices, errors, options, sessions
+from machinery import (checkpoints, convolutions, devices, errors, options, sessions,
+                       training_health)
 
 tf1 = tf.compat.v1
 
@@ -47,16 +48,21 @@ class Trainer:
         self.dataset, self.batches, self.outputs, self.step = dataset, batches, outputs, step
         self.stop_votes = 0.0  # with several workers: how many asked to stop at the last step
         self.traced = False
-        self.window_start, self.window_steps = time.perf_counter(), 0
+        self.window_start, self.window_steps, self.window_signs = time.perf_counter(), 0, []
+        self.health = training_health.TrainingHealth(args.smooth, bool(args.augment))
 
     def run_step(self, indices, stop_wanted=False):
-        """One training step; returns ((d_loss, g_loss, d_real, d_fake), seconds in sess.run).
-        The first step is traced to log where its ops ran. With several workers the step also
-        counts the workers that want to stop (`stop_wanted`: a signal here): self.stop_votes."""
-        fetches = [self.model.train_step, self.model.d_loss, self.model.g_loss,
-                   self.model.d_real, self.model.d_fake]
-        feed = sessions.step_feed(self.model, self.dataset.images, indices, self.args.seed,
-                                  self.step, self.engine.worker_index, self.engine.workers)
+        """One training step; returns ((d_loss, g_loss, d_real, d_fake, d_real_sign, augment_p),
+        seconds in sess.run), augment_p None without augmentation. The first step is traced to
+        log where its ops ran. With several workers the step also counts the workers that want
+        to stop (`stop_wanted`: a signal here): self.stop_votes."""
+        model = self.model
+        fetches = [model.train_step, model.d_loss, model.g_loss, model.d_real, model.d_fake,
+                   model.d_real_sign, model.augment_p if model.augment_p is not None else
+                   model.d_real_sign]
+        feed = sessions.step_feed(model, self.dataset.images, indices, self.args.seed,
+                                  self.step, self.engine.worker_index, self.engine.workers,
+                                  self.args.flip)
         if self.run_graph.stop_votes is not None:
             fetches.append(self.run_graph.stop_votes)
             feed[self.run_graph.stop_request] = 1.0 if stop_wanted else 0.0
@@ -68,7 +74,10 @@ class Trainer:
         if self.run_graph.stop_votes is not None:
             self.stop_votes = float(values.pop())
         self.step = int(values[0])
-        return tuple(float(value) for value in values[1:]), seconds
+        numbers = [float(value) for value in values[1:]]
+        if model.augment_p is None:
+            numbers[-1] = None
+        return tuple(numbers), seconds
 
     def _run_traced(self, fetches, feed):
         """The first step, traced: its line says where its ops ran."""
@@ -100,14 +109,29 @@ class Trainer:
                 f"without saving. The last good checkpoint is "
                 f"{kept or 'none (no epoch finished yet)'}; try a lower --lr.", errors.EXIT_NAN)
 
-    def record_losses(self, epoch_number, d_loss, g_loss, d_real, d_fake):
+    def record_losses(self, epoch_number, d_loss, g_loss, d_real, d_fake, augment_p):
+        """A row of metrics.csv and TensorBoard: this step's numbers, and d_real_sign over the
+        steps since the last row (ADA's r_t over the interval)."""
         now = time.perf_counter()
         images_per_sec = self.window_steps * self.args.batch_size / (now - self.window_start)
-        self.window_start, self.window_steps = now, 0
-        self.log.record({"step": self.step, "epoch": epoch_number, "d_loss": d_loss,
-                         "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake,
-                         "images_per_sec": images_per_sec, "time": time.time()},
-                        [("loss", ("d_loss", "g_loss")), ("discriminator", ("d_real", "d_fake"))])
+        d_real_sign = sum(self.window_signs) / len(self.window_signs)
+        self.window_start, self.window_steps, self.window_signs = now, 0, []
+        row = {"step": self.step, "epoch": epoch_number, "d_loss": d_loss, "g_loss": g_loss,
+               "d_real": d_real, "d_fake": d_fake, "d_real_sign": d_real_sign,
+               "images_per_sec": images_per_sec, "time": time.time()}
+        tags = [("loss", ("d_loss", "g_loss")),
+                ("discriminator", ("d_real", "d_fake", "d_real_sign"))]
+        if augment_p is not None:
+            row["augment_p"] = augment_p
+            tags.append(("augmentation", ("augment_p",)))
+        self.log.record(row, tags)
+
+    def watch_health(self, bar, d_loss, g_loss, d_real_sign):
+        """Prints the training-health line (training_health.py) the first time it has one; the
+        chief alone, since every worker sees the same numbers."""
+        line = self.health.observe(d_loss, g_loss, d_real_sign)
+        if line and self.engine.chief:
+            bar.write(line)
 
     def should_stop(self):
         return self.args.max_steps is not None and self.step >= self.args.max_steps
@@ -124,16 +148,20 @@ class Trainer:
         steps, step_seconds = 0, 0.0
         with bar:
             for indices in self.batches.epoch_batches():
-                (d_loss, g_loss, d_real, d_fake), seconds = self.run_step(
-                    indices, interrupt.signal_name is not None)
+                (d_loss, g_loss, d_real, d_fake, d_real_sign, augment_p), seconds = \
+                    self.run_step(indices, interrupt.signal_name is not None)
                 steps += 1
                 step_seconds += seconds
                 self.window_steps += 1
+                self.window_signs.append(d_real_sign)
                 bar.update(1)
-                bar.set_postfix(d_loss=f"{d_loss:.3f}", g_loss=f"{g_loss:.3f}", refresh=False)
+                shown = {} if augment_p is None else {"p": f"{augment_p:.2f}"}
+                bar.set_postfix(d_loss=f"{d_loss:.3f}", g_loss=f"{g_loss:.3f}", **shown,
+                                refresh=False)
                 self.check_finite(d_loss, g_loss)
+                self.watch_health(bar, d_loss, g_loss, d_real_sign)
                 if self.step % self.args.log_every == 0:
-                    self.record_losses(epoch_number, d_loss, g_loss, d_real, d_fake)
+                    self.record_losses(epoch_number, d_loss, g_loss, d_real, d_fake, augment_p)
                 if self.stopping(interrupt) or self.should_stop():
                     break
         self.batches.finish_epoch_if_done()  # a stop on an epoch's last batch ends the epoch
@@ -187,4 +215,4 @@ class Trainer:
         print(f"epoch {epoch_number}: {options.plural(steps, 'step')} in {seconds:.1f} s, "
               f"{steps * self.args.batch_size / seconds:.1f} images/s, "
               f"{100 * step_seconds / seconds:.1f}% of it in the training step", flush=True)
-        self.window_start, self.window_steps = now, 0
+        self.window_start, self.window_steps, self.window_signs = now, 0, []

@@ -5,20 +5,21 @@ It computes what dcgan.model_loss and dcgan.model_optimizers (the blog post's re
 session calls per batch) compute; tests/test_training_step.py holds the two against each other.
 """
 import collections
+import contextlib
 
 import tensorflow as tf
 
 import dcgan
-from machinery import averaged_generator, layers, sessions
-from machinery.hyperparameters import (ALPHA, BETA1, G_STEPS, IMAGE_SIZE, LEARNING_RATE, SMOOTH,
-                                       Z_DIM)
+from machinery import augmentation, averaged_generator, layers, sessions
+from machinery.hyperparameters import (ALPHA, AUGMENT_ADAPTIVE, AUGMENT_TARGET, BETA1, G_STEPS,
+                                       IMAGE_SIZE, LEARNING_RATE, SMOOTH, Z_DIM, augment_policies)
 
 tf1 = tf.compat.v1
 
 Model = collections.namedtuple(
     "Model", "real_images z train_step d_loss g_loss d_real d_fake global_step output_dim "
              "z_dim precision implementation sampler averaged start_average image_size "
-             "replicas")
+             "replicas d_real_sign augment_draws augment_passes augment_p")
 Model.__doc__ = """The built training graph. Feed `real_images` (uint8 [batch, N, N, output_dim],
 scaled to [-1, 1] in the graph) and `z` (float32 [batch, z_dim]); run `train_step`. To log:
 `d_loss` (before the D update), `g_loss` (of the first G update, against the updated D), mean
@@ -26,20 +27,29 @@ D(x) `d_real` and mean D(G(z)) `d_fake` (means over all replicas). `sampler`: th
 generator on `z` (a sessions.Sampler); `global_step`: the int64 count of batches trained. With
 g_ema_decay, `averaged` (the averaged generator's Sampler) and `start_average` (copies the
 weights into the average: run it once after initialising), else None for both. `replicas`: the
-replicas in sync (1 without a strategy). The rest: the settings it was built with."""
+replicas in sync (1 without a strategy). `d_real_sign`: the mean of sign(D's logit) on the real
+images D saw, to log (ADA's r_t). With augmentation, `augment_draws` (float32 [batch,
+augment_passes, augmentation.DRAWS_PER_PASS], augmentation.draws) to feed and `augment_p` (the
+probability the step used) to log; else None. The rest: the settings it was built with."""
 
-# What one replica's step is built from; `networks` holds the keyword arguments of every pass.
+# What one replica's step is built from; `networks` holds the keyword arguments of every pass,
+# `augment` the augmentation policies (an empty tuple: none).
 _StepSettings = collections.namedtuple(
-    "_StepSettings", "output_dim g_steps alpha smooth g_ema_decay networks image_size")
-# A built step: the op that ends it, the losses and mean D(x), D(G(z)) to log, the averaged
-# generator's Sampler (or None) and the generator's trainable variables.
-_Step = collections.namedtuple("_Step", "last_update d_loss g_loss d_real d_fake averaged g_vars")
+    "_StepSettings", "output_dim g_steps alpha smooth g_ema_decay networks image_size augment")
+# A built step: the op that ends it, the losses, mean D(x), D(G(z)) and the mean sign of D's
+# logits on the reals to log, the averaged generator's Sampler (or None) and the generator's
+# trainable variables.
+_Step = collections.namedtuple(
+    "_Step", "last_update d_loss g_loss d_real d_fake d_real_sign averaged g_vars")
+# What the passes of a step put through D are augmented with: the fed numbers, and p.
+_Augmenting = collections.namedtuple("_Augmenting", "draws p")
 
 
 def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARNING_RATE,
                 beta1=BETA1, alpha=ALPHA, smooth=SMOOTH, precision="float32",
                 implementation=None, g_ema_decay=0.0, image_size=IMAGE_SIZE, strategy=None,
-                sync_batch_norm=False):
+                sync_batch_norm=False, augment=(), augment_p=1.0,
+                augment_target=AUGMENT_TARGET):
     """Builds the whole training graph: placeholders, one fused training op, and the sampler.
 
     One run of `train_step` is what the blog post's session calls per batch do (one D update,
@@ -66,6 +76,11 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
         whose scope the model is built in; the batch fed must divide by its local replicas.
       sync_batch_norm: with a strategy, batch norm in training mode uses the statistics of all
         replicas' batches together (so N replicas at B/N compute what one device does at B).
+      augment: augmentation policies (hyperparameters.AUGMENT_POLICIES) every image D sees goes
+        through, in the D and the G updates (not in the paper; opt-in); () for none.
+      augment_p: the probability each policy is applied to each image, in [0, 1], or
+        AUGMENT_ADAPTIVE: steered after each step towards a mean sign of D's logits on the
+        real images of `augment_target` (augmentation.adaptive_p).
 
     Returns:
       A Model.
@@ -74,7 +89,8 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
       ValueError: any argument out of range.
     """
     settings = _step_settings(output_dim, z_dim, g_steps, alpha, smooth, precision,
-                              implementation, g_ema_decay, image_size, strategy, sync_batch_norm)
+                              implementation, g_ema_decay, image_size, strategy, sync_batch_norm,
+                              augment, augment_p, augment_target)
     implementation = settings.networks["implementation"]
     optimizers = (dcgan.adam(learning_rate, beta1, "d_adam"),
                   dcgan.adam(learning_rate, beta1, "g_adam"))
@@ -82,14 +98,10 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
                                   name="real_images")
     z = tf1.placeholder(tf.float32, [None, z_dim], name="z")
     global_step = tf1.train.get_or_create_global_step()
-    if strategy is None:
-        step = _training_step(sessions.scale_pixels(real_images), z, settings, optimizers)
-        replicas = 1
-    else:
-        with strategy.scope():
-            step = _replicated_step(strategy, real_images, z, settings, optimizers)
-        replicas = strategy.num_replicas_in_sync
-    with tf.control_dependencies([step.last_update]):
+    step, augmenting, after = _step_ops(real_images, z, settings, optimizers, strategy,
+                                        augment_p, augment_target)
+    replicas = strategy.num_replicas_in_sync if strategy else 1
+    with tf.control_dependencies(after):
         train_step = tf1.assign_add(global_step, 1, name="train_step")
 
     samples = dcgan.sampler(z, output_dim, precision=precision, implementation=implementation,
@@ -98,11 +110,14 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
     return Model(real_images, z, train_step, step.d_loss, step.g_loss, step.d_real, step.d_fake,
                  global_step, output_dim, z_dim, precision, implementation,
                  sessions.Sampler(z, samples, z_dim, None, None, step.g_vars), step.averaged,
-                 start_average, image_size, replicas)
+                 start_average, image_size, replicas, step.d_real_sign,
+                 augmenting.draws if augmenting else None, settings.g_steps + 1,
+                 tf.convert_to_tensor(augmenting.p) if augmenting else None)
 
 
 def _step_settings(output_dim, z_dim, g_steps, alpha, smooth, precision, implementation,
-                   g_ema_decay, image_size, strategy, sync_batch_norm):
+                   g_ema_decay, image_size, strategy, sync_batch_norm, augment, augment_p,
+                   augment_target):
     """build_model's arguments checked, as the _StepSettings every replica builds from."""
     dcgan.check_positive_int(output_dim, "output_dim")
     dcgan.check_positive_int(z_dim, "z_dim")
@@ -113,34 +128,94 @@ def _step_settings(output_dim, z_dim, g_steps, alpha, smooth, precision, impleme
     if sync_batch_norm and strategy is None:
         raise ValueError("sync_batch_norm needs a strategy: one device has nothing to sync")
     dcgan.check_image_size(image_size)
+    augment = augment_policies(",".join(augment)) if augment else ()
+    if augment_p != AUGMENT_ADAPTIVE and not (isinstance(augment_p, (int, float)) and
+                                              0.0 <= augment_p <= 1.0):
+        raise ValueError(f"augment_p must be in [0, 1] or {AUGMENT_ADAPTIVE!r}, got "
+                         f"{augment_p!r}")
+    if not 0.0 < augment_target < 1.0:
+        raise ValueError(f"augment_target must be in (0, 1), got {augment_target!r}")
     networks = dict(precision=precision,
                     implementation=layers.convolution_implementation(implementation),
                     sync_batch_norm=sync_batch_norm)
-    return _StepSettings(output_dim, g_steps, alpha, smooth, g_ema_decay, networks, image_size)
+    return _StepSettings(output_dim, g_steps, alpha, smooth, g_ema_decay, networks, image_size,
+                         augment)
 
 
-def _training_step(real, z, settings, optimizers, loss_scale=1.0, build_averaged=None):
+def _step_ops(real_images, z, settings, optimizers, strategy, augment_p, augment_target):
+    """The step, on one device or every replica of `strategy` (in its scope); its _Augmenting
+    (or None); and the ops the step counter waits for: the last update, and an adaptive p's."""
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        augmenting = _augmenting(settings, augment_p)
+        if strategy is None:
+            step = _training_step(sessions.scale_pixels(real_images), z, settings, optimizers,
+                                  augmenting=augmenting)
+        else:
+            step = _replicated_step(strategy, real_images, z, settings, optimizers, augmenting)
+        after = [step.last_update]
+        if augment_p == AUGMENT_ADAPTIVE:
+            after.append(augmentation.adaptive_p(
+                step.d_real_sign, _global_batch(real_images, strategy), step.last_update,
+                augment_target).update)
+    return step, augmenting, after
+
+
+def _augmenting(settings, augment_p):
+    """With augmentation, the placeholder of the step's random numbers (one pass for the reals,
+    one for the fakes of the D and the first G update, one per further G update) and p, a
+    number or the adaptive variable; else None. Built in the strategy's scope, if any."""
+    if not settings.augment:
+        return None
+    draws = tf1.placeholder(tf.float32, [None, settings.g_steps + 1,
+                                         augmentation.DRAWS_PER_PASS], name="augment_draws")
+    p = augmentation.adaptive_p_variable() if augment_p == AUGMENT_ADAPTIVE else \
+        float(augment_p)
+    return _Augmenting(draws, p)
+
+
+def _global_batch(real_images, strategy):
+    """The images of one step across every worker, as a tensor: each is fed its share."""
+    fed = tf.shape(real_images)[0]
+    if strategy is None:
+        return fed
+    workers = strategy.num_replicas_in_sync // len(strategy.extended.worker_devices)
+    return fed * workers
+
+
+def _training_step(real, z, settings, optimizers, loss_scale=1.0, build_averaged=None,
+                   augmenting=None):
     """One D update then g_steps G updates on (real, z), built in this thread; see build_model.
 
     `loss_scale` multiplies the losses the optimizers minimize (not those logged): under a
     strategy it is 1 / replicas, since the strategy sums the replicas' gradients. With
     settings.g_ema_decay, `build_averaged()` builds the averaged generator's Sampler after the
-    first G update (by default, here, for z).
+    first G update (by default, here, for z). With `augmenting` (an _Augmenting of this batch's
+    rows), D sees every batch through settings.augment.
     """
     d_optimizer, g_optimizer = optimizers
     networks, output_dim = settings.networks, settings.output_dim
     generates = dict(networks, image_size=settings.image_size)
     scaled = (lambda loss: loss) if loss_scale == 1.0 else (lambda loss: loss * loss_scale)
 
+    def seen(images, pass_index):
+        """What D sees of a batch: the batch itself, or it augmented with pass pass_index's
+        numbers. The first G update reuses the D update's augmented fakes, as it reuses them."""
+        if augmenting is None:
+            return images
+        return augmentation.augment(images, settings.augment, augmenting.p,
+                                    augmenting.draws[:, pass_index])
+
     # (1) Update D: maximize log D(x) + log(1 - D(G(z))).
     with layers.recorded_updates() as g_stat_updates:
-        fake = dcgan.generator(z, output_dim, training=True, **generates)
+        fake = seen(dcgan.generator(z, output_dim, training=True, **generates), 1)
     with layers.recorded_updates() as d_stat_updates:
-        real_prob, real_logits = dcgan.discriminator(real, alpha=settings.alpha, **networks)
+        real_prob, real_logits = dcgan.discriminator(seen(real, 0), alpha=settings.alpha,
+                                                     **networks)
     fake_prob, fake_logits = dcgan.discriminator(fake, reuse=True, alpha=settings.alpha,
                                                  update_moving_stats=False, **networks)
     d_loss = dcgan.discriminator_loss(real_logits, fake_logits, settings.smooth)
     d_real, d_fake = tf.reduce_mean(real_prob), tf.reduce_mean(fake_prob)
+    d_real_sign = tf.reduce_mean(tf.sign(real_logits))  # ADA's r_t, for this batch
     g_vars = dcgan.trainable_variables(dcgan.GENERATOR_SCOPE)
     with tf.control_dependencies(d_stat_updates):
         last_update = d_optimizer.minimize(scaled(d_loss), var_list=dcgan.trainable_variables(
@@ -153,7 +228,8 @@ def _training_step(real, z, settings, optimizers, loss_scale=1.0, build_averaged
         with tf.control_dependencies([last_update]):
             if index > 0:  # G changed in the previous update: its forward pass is new
                 with layers.recorded_updates() as g_stat_updates:
-                    fake = dcgan.generator(z, output_dim, reuse=True, training=True, **generates)
+                    fake = seen(dcgan.generator(z, output_dim, reuse=True, training=True,
+                                                **generates), 1 + index)
             _, fake_logits_after = dcgan.discriminator(fake, reuse=True, alpha=settings.alpha,
                                                        update_moving_stats=False, **networks)
             g_losses.append(dcgan.generator_loss(fake_logits_after))
@@ -163,7 +239,7 @@ def _training_step(real, z, settings, optimizers, loss_scale=1.0, build_averaged
             if index == 0:  # the averaged generator's variables, once
                 averaged = build_averaged()
             last_update = averaged_generator.update_average(settings.g_ema_decay, last_update)
-    return _Step(last_update, d_loss, g_losses[0], d_real, d_fake, averaged, g_vars)
+    return _Step(last_update, d_loss, g_losses[0], d_real, d_fake, d_real_sign, averaged, g_vars)
 
 
 def _step_averaged_sampler(z, settings):
@@ -178,7 +254,7 @@ def _replica_loss_scale(strategy):
     return 1.0 / strategy.num_replicas_in_sync
 
 
-def _replicated_step(strategy, real_images, z, settings, optimizers):
+def _replicated_step(strategy, real_images, z, settings, optimizers, augmenting=None):
     """The step run by every replica of `strategy` on its slice of the batch fed here.
 
     Each replica's losses are divided by the number of replicas in sync: the v1 optimizers sum
@@ -206,9 +282,12 @@ def _replicated_step(strategy, real_images, z, settings, optimizers):
         local = context.replica_id_in_sync_group % local_replicas
         share = tf.shape(real_images)[0] // local_replicas
         rows = slice(local * share, (local + 1) * share)
+        rows_augmenting = augmenting._replace(draws=augmenting.draws[rows]) if augmenting \
+            else None
         step = _training_step(sessions.scale_pixels(real_images[rows]), z[rows], settings,
-                              optimizers, loss_scale, build_averaged)
-        return step.last_update, step.d_loss, step.g_loss, step.d_real, step.d_fake
+                              optimizers, loss_scale, build_averaged, rows_augmenting)
+        return (step.last_update, step.d_loss, step.g_loss, step.d_real, step.d_fake,
+                step.d_real_sign)
 
     # do_not_convert: the function builds graph ops once; AutoGraph has nothing to convert.
     updates, *logged = strategy.extended.call_for_each_replica(

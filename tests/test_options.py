@@ -41,6 +41,8 @@ OUT_OF_RANGE = [
     ("train", "--devices", ["0", "65"]),
     ("bench", "--devices", ["0", "65"]),
     ("train", "--worker-timeout", ["9", "86401"]),
+    ("train", "--augment-p", ["-0.1", "1.5", "nan"]),
+    ("train", "--augment-target", ["0", "1", "-0.5", "inf"]),
     ("generate", "--num", ["0", "-5", "200001"]),
     ("generate", "--seed", ["-1", str(2 ** 32)]),
     ("generate", "--interpolate", ["-1", "4097"]),
@@ -52,6 +54,7 @@ OUT_OF_RANGE = [
     ("features", "--draws", ["0", "101"]),
     ("features", "--seed", ["-1", str(2 ** 32)]),
     ("bench", "--batch-size", ["0", "2049"]),
+    ("bench", "--augment-p", ["-0.1", "1.5"]),
     ("bench", "--g-ema", ["-0.1", "1"]),
     ("bench", "--image-size", ["-16", "512"]),
     ("bench", "--warmup", ["-1", "10001"]),
@@ -62,13 +65,17 @@ OUT_OF_RANGE = [
 
 
 def command(entry_point, *flags):
-    return (["--run", "r"] if entry_point in NEEDS_RUN else []) + list(flags)
+    """The flags, with what they need beside them: a run, or --augment for its settings."""
+    needs = ["--run", "r"] if entry_point in NEEDS_RUN else []
+    if any(flag.startswith("--augment-") for flag in flags):
+        needs += ["--augment", "cutout"]
+    return needs + list(flags)
 
 
 def numeric_flags(entry_point):
     parser = importlib.import_module(entry_point).build_parser()
     return {action.option_strings[-1]: action for action in parser._actions
-            if action.option_strings and action.type not in (None, str)}
+            if action.option_strings and action.type not in (None, str, options.augment_policies)}
 
 
 @pytest.mark.parametrize("entry_point", ENTRY_POINTS)
