@@ -146,3 +146,41 @@ def test_every_documented_command_parses(name, line, module, argv):
         entry_point.parse_args(argv)
     except SystemExit as exit_status:
         pytest.fail(f"{name}: `{line}` is refused by {module}.py's flags ({exit_status})")
+
+
+# --- train.py's augmentation flags -----------------------------------------------------------
+# --- Flags -----------------------------------------------------------------------------------
+def test_the_augmentation_flags_and_their_defaults():
+    plain = train.parse_args([])
+    assert (plain.augment, plain.augment_p, plain.augment_target, plain.flip) == \
+        (None, None, None, False)
+    parsed = train.parse_args(["--augment", "cutout,translation", "--flip"])
+    assert parsed.augment == ["translation", "cutout"] and parsed.flip
+    assert parsed.augment_p == train.DEFAULT_AUGMENT_P
+    adaptive = train.parse_args(["--augment", "color", "--augment-p", "adaptive"])
+    assert (adaptive.augment_p, adaptive.augment_target) == ("adaptive", 0.6)
+    fixed = train.parse_args(["--augment", "color", "--augment-p", "0.5"])
+    assert (fixed.augment_p, fixed.augment_target) == (0.5, None)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--augment", "colour"], "distinct policies among color, translation, cutout"),
+    (["--augment", "cutout,cutout"], "distinct policies"),
+    (["--augment", "cutout", "--augment-p", "1.5"], "must be in [0, 1]"),
+    (["--augment", "cutout", "--augment-p", "-0.1"], "must be in [0, 1]"),
+    (["--augment", "cutout", "--augment-p", "sometimes"], "neither a number nor 'adaptive'"),
+    (["--augment", "cutout", "--augment-target", "1"], "must be in (0, 1)"),
+    (["--augment", "cutout", "--augment-target", "0"], "must be in (0, 1)"),
+    (["--augment-p", "0.5"], "go with --augment POLICIES"),
+    (["--augment-target", "0.5"], "go with --augment POLICIES"),
+    (["--augment", "cutout", "--augment-p", "0.5", "--augment-target", "0.5"],
+     "--augment-target goes with --augment-p adaptive"),
+])
+def test_bad_augmentation_flags_are_one_line_before_anything_is_written(flags, message, capsys,
+                                                                        tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args([*flags, "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and message in errors[0], errors
+    assert not (tmp_path / "run").exists()

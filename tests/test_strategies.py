@@ -166,3 +166,26 @@ def test_more_devices_than_the_process_has_is_one_line(data_dir, tmp_path, capsy
     err = capsys.readouterr().err
     assert "--devices 4: TensorFlow started with 2 CPU device(s)" in err
     assert "Traceback" not in err and not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_two_replicas_with_synchronized_batch_norm_augment_as_one_device():
+    """Each replica takes its rows of the step's fed numbers, as of z: two replicas at B/2 see the
+    very augmentations one device sees at B (p = 1, every policy)."""
+    results = []
+    for devices in (1, 2):
+        engine = strategies.make_engine(devices)
+        with tf.Graph().as_default():
+            tf1.set_random_seed(0)
+            model = training_step.build_model(
+                1, image_size=16, g_steps=1, strategy=engine.strategy,
+                sync_batch_norm=devices > 1, augment=("color", "translation", "cutout"),
+                augment_p=1.0)
+            images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 1), dtype=np.uint8)
+            with tf1.Session(config=sessions.session_config(
+                    cpu_devices=engine.cpu_devices)) as sess:
+                sess.run(tf1.global_variables_initializer())
+                feed = sessions.step_feed(model, images, np.arange(8), 0, 0)
+                results.append(sess.run([model.d_loss, model.g_loss, model.d_real_sign,
+                                         model.train_step], feed)[:3])
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5)

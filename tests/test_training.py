@@ -2,7 +2,8 @@
 run leaves behind, resuming exactly like an uninterrupted run (after a clean stop, SIGTERM and
 SIGKILL), NaN handling, a failing evaluation costing no training, CIFAR-10, a folder of pictures
 (resumed from its cache, refused once it changed) and a 64x64 run through every command, and the
-user errors that end with one message."""
+user errors that end with one message; augmented runs (p and r_t logged, resumed exactly, other
+augmentation settings refused)."""
 import csv
 import hashlib
 import json
@@ -314,3 +315,60 @@ def test_a_64_run_trains_checkpoints_resumes_samples_evaluates_and_extracts_feat
     result = json.loads((run / "features.json").read_text())
     assert result["trained"]["features"] == 15_360 and result["image_size"] == 64
     assert result["pixels"]["features"] == 64 * 64 * 3
+
+
+# --- Augmented runs ---------------------------------------------------------------------------
+AUGMENT = ["--augment", "translation,cutout,color"]
+
+
+@pytest.mark.slow
+def test_an_augmented_run_logs_p_and_r_t_and_resumes_exactly(data_dir, tmp_path):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    flags = [*AUGMENT, "--augment-p", "adaptive", "--flip", "--deterministic"]
+    assert train.main(train_args(data_dir, whole, "--epochs", "3", *flags)) == 0
+    assert train.main(train_args(data_dir, split, "--epochs", "1", *flags)) == 0
+    assert train.main(train_args(data_dir, split, "--epochs", "3", "--max-steps", "10",
+                                 *flags)) == 0
+    assert train.main(train_args(data_dir, split, "--epochs", "3", *flags)) == 0
+    expected, got = checkpoint_values(str(whole)), checkpoint_values(str(split))
+    assert {"augment/p", "augment/sign_sum", "augment/sign_steps"} <= set(expected)
+    for name in expected:  # p and its interval's signs too
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    with open(whole / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["step"]) for row in rows] == list(range(1, 13))
+    for row in rows:
+        assert -1.0 <= float(row["d_real_sign"]) <= 1.0 and 0.0 <= float(row["augment_p"]) <= 1
+    tags = set()
+    for name in os.listdir(whole):
+        if name.startswith("events.out.tfevents"):
+            for event in tf.compat.v1.train.summary_iterator(str(whole / name)):
+                tags.update(value.tag for value in event.summary.value)
+    assert {"discriminator/d_real_sign", "augmentation/augment_p"} <= tags
+
+
+@pytest.mark.slow
+def test_a_run_without_augmentation_logs_r_t_and_no_p(data_dir, tmp_path):
+    run = tmp_path / "run"
+    assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
+    with open(run / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert all(row["d_real_sign"] and not row["augment_p"] for row in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first,second,changed", [
+    ([], AUGMENT, "augment None -> ['color', 'translation', 'cutout']"),
+    (AUGMENT, [], "augment ['color', 'translation', 'cutout'] -> None"),
+    ([*AUGMENT, "--augment-p", "1"], [*AUGMENT, "--augment-p", "0.5"], "augment_p 1.0 -> 0.5"),
+    ([*AUGMENT], [*AUGMENT, "--augment-target", "0.7"], "augment_target 0.6 -> 0.7"),
+    ([], ["--flip"], "flip False -> True"),
+])
+def test_resuming_with_other_augmentation_settings_is_refused_in_one_line(
+        data_dir, tmp_path, capsys, first, second, changed):
+    run = tmp_path / "run"
+    assert train.main(train_args(data_dir, run, "--epochs", "1", *first)) == 0
+    capsys.readouterr()
+    assert train.main(train_args(data_dir, run, "--epochs", "2", *second)) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and changed in error[0] and "--fresh" in error[0]

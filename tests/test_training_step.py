@@ -1,7 +1,9 @@
 """machinery/training_step.py: build_model's fused step (one session call: the D update, then
 g_steps G updates) against the reference, dcgan.model_loss + model_optimizers run as the blog
 post runs them, one session call each; the step's ValueErrors; and the seed-0 fixture: the same
-seed trains the same numbers as the code before the image-size rule."""
+seed trains the same numbers as the code before the image-size rule; and the step with
+augmentation: nothing of it without the flag, p = 0 training what no augmentation trains, every
+size, precision and --g-ema, the adaptive p."""
 import json
 import os
 
@@ -124,3 +126,89 @@ def test_at_32_the_same_seed_trains_the_same_numbers():
     for name, value in expected["abs_sums"].items():
         np.testing.assert_allclose(sums[name], value, rtol=1e-4, atol=HALF_AN_ADAM_STEP,
                                    err_msg=name)
+
+
+# --- With augmentation (--augment) -----------------------------------------------------------
+def fed(model, step=0, seed=0, flip=False):
+    rng = np.random.default_rng(step)
+    size, channels = model.image_size, model.output_dim
+    images = rng.integers(0, 256, (BATCH, size, size, channels), dtype=np.uint8)
+    return sessions.step_feed(model, images, np.arange(BATCH), seed, step, flip=flip)
+
+
+def trained(build, steps=2, initial=None):
+    """Builds build() in a fresh graph (seed 0), optionally loads `initial` values by name,
+    runs `steps` steps; returns ({variable: value} before, after, the model)."""
+    with tf.Graph().as_default():
+        tf1.set_random_seed(0)
+        model = build()
+        with tf1.Session(config=sessions.session_config()) as sess:
+            sess.run(tf1.global_variables_initializer())
+            for variable in tf1.global_variables():
+                if initial and variable.op.name in initial:
+                    variable.load(initial[variable.op.name], sess)
+            before = {v.op.name: sess.run(v) for v in tf1.global_variables()}
+            for step in range(steps):
+                sess.run(model.train_step, fed(model, step))
+            after = {v.op.name: sess.run(v) for v in tf1.global_variables()}
+    return before, after, model
+
+
+def test_without_augment_the_graph_has_none_of_it(graph):
+    model = training_step.build_model(1, g_steps=1)
+    assert model.augment_draws is None and model.augment_p is None
+    assert not [op.name for op in graph.get_operations()
+                if "augment" in op.name or "adaptive_p" in op.name]
+    assert model.d_real_sign is not None
+
+
+@pytest.mark.slow
+def test_p_zero_trains_exactly_what_no_augmentation_trains():
+    """The augmentation ops are in the graph, but at p = 0 they hand D the very images: from the
+    same weights, the same numbers, bit for bit."""
+    initial, plain, _ = trained(lambda: training_step.build_model(3, g_steps=2))
+    _, augmented, model = trained(lambda: training_step.build_model(
+        3, g_steps=2, augment=("color", "translation", "cutout"), augment_p=0.0),
+        initial=initial)
+    assert model.augment_passes == 3
+    for name, value in plain.items():
+        np.testing.assert_array_equal(augmented[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("size,channels,precision,g_ema", [
+    (16, 1, "float32", 0.0), pytest.param(32, 3, "bfloat16", 0.0, marks=pytest.mark.slow),
+    pytest.param(64, 1, "float32", 0.9, marks=pytest.mark.slow)])
+def test_augmented_steps_train_at_every_size_precision_and_with_the_average(size, channels,
+                                                                            precision, g_ema):
+    before, after, model = trained(lambda: training_step.build_model(
+        channels, image_size=size, precision=precision, g_ema_decay=g_ema, g_steps=1,
+        augment=("translation", "cutout", "color"), augment_p=1.0))
+    moved = [name for name in before if name.startswith(("generator/", "discriminator/"))
+             and not np.array_equal(before[name], after[name])]
+    assert len(moved) > 20
+    assert all(np.all(np.isfinite(value)) for value in after.values())
+
+
+def test_an_adaptive_p_is_a_checkpointed_variable_the_step_moves():
+    """A discriminator sure that every image is real (its last bias at 50: every logit on the
+    reals positive, a mean sign of 1 above the target) raises p by one adjustment after each
+    interval of steps; p starts at 0."""
+    interval = hyperparameters.ADA_INTERVAL
+    before, after, _ = trained(lambda: training_step.build_model(
+        1, image_size=16, g_steps=1, augment=("cutout",), augment_p="adaptive"),
+        steps=interval, initial={"discriminator/logits/bias": np.array([50.0], np.float32)})
+    assert before["augment/p"] == 0.0
+    assert after["augment/sign_steps"] == interval and after["augment/sign_sum"] == 0.0
+    np.testing.assert_allclose(after["augment/p"],
+                               BATCH * interval / hyperparameters.ADA_IMAGES_TO_FULL, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(augment=("colour",)), "distinct policies"),
+    (dict(augment=("cutout",), augment_p=1.5), "augment_p"),
+    (dict(augment=("cutout",), augment_p="sometimes"), "augment_p"),
+    (dict(augment=("cutout",), augment_p="adaptive", augment_target=1.0), "augment_target"),
+])
+def test_bad_augmentation_arguments_are_value_errors(graph, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        training_step.build_model(1, image_size=16, **kwargs)
