@@ -3,9 +3,10 @@
 Restores the newest checkpoint of the run's generator (its averaged copy, if the run keeps one and
 --raw is not given) and samples it in inference mode (batch norm with its moving statistics; the
 averaged copy's recomputed for its own weights). `--interpolate K` draws K walks through z
-instead. `--out *.png` writes a grid; `--out *.npz` writes the images
-under the key `images` as uint8 (count, N, N, C), N the run's --image-size, the format
-evaluation tools read.
+instead. `--out *.png` writes a grid; `--out *.npz` writes the images under the key `images` as
+uint8 (count, N, N, C), N the run's --image-size, the format evaluation tools read, and the z
+they were drawn from under `z`, float32 (count, z_dim): an exported generator (export.py) given
+that z makes the same pixels.
 """
 import os
 import sys
@@ -36,7 +37,8 @@ def build_parser():
     group = parser.add_argument_group("output")
     group.add_argument(
         "--out", default=None,
-        help="output file: .png for a grid, .npz for uint8 images under 'images' (default: "
+        help="output file: .png for a grid, .npz for uint8 images under 'images' and their z "
+             "under 'z' (default: "
              "generated.png, or walks.png with --interpolate, in the run directory)")
     return parser
 

@@ -24,12 +24,17 @@ def walk_z(rng, rows, steps, points, z_dim):
     return walks.reshape(rows * steps, z_dim).astype(np.float32)
 
 
-def write_images(path, images, columns=None):
-    """A grid (`columns` per row, default a square) for .png, uint8 images under 'images' for
-    .npz."""
+def write_images(path, images, columns=None, z=None):
+    """A grid (`columns` per row, default a square) for .png; for .npz, uint8 images under
+    'images' and, when given, the float32 z they were drawn from under 'z' (so that an image
+    can be made again anywhere, by an exported generator among others)."""
     if path.lower().endswith(".npz"):
+        arrays = {"images": data.to_uint8(images)}
+        if z is not None:
+            arrays["z"] = np.asarray(z, np.float32)
+
         def write(handle):
-            np.savez_compressed(handle, images=data.to_uint8(images))
+            np.savez_compressed(handle, **arrays)
         durable.atomic_write(path, write)
     else:
         pictures.save_grid_png(path, images, columns or math.ceil(math.sqrt(len(images))))
@@ -41,17 +46,19 @@ def generate(args):
     devices.warn_if_gpu_unseen()
     run = run_directory.RunDir(args.run)
     try:
-        z = None
+        config = run.read_config()
         if args.interpolate:
             z = walk_z(np.random.default_rng(args.seed), args.interpolate, args.walk_steps,
-                       args.walk_points, run.read_config()["z_dim"])
-        size = run_directory.image_size(run.read_config())
+                       args.walk_points, config["z_dim"])
+        else:  # the z sampling.sample_images would draw, drawn here to be saved with the images
+            z = sessions.draw_z(np.random.default_rng(args.seed), args.num, config["z_dim"])
+        size = run_directory.image_size(config)
         if args.out.lower().endswith(".npz") and args.num * size * size > MAX_NPZ_PIXELS:
             raise errors.RunError(f"--num must be at most {MAX_NPZ_PIXELS // (size * size):,} "
                                   f"for this run's {size}x{size} images (float32 images are "
                                   f"held in memory while they are generated)")
         samples = sampling.sample_images(run, args.num, args.seed, args.checkpoint, args.raw, z)
-        write_images(args.out, samples.images, args.walk_steps if args.interpolate else None)
+        write_images(args.out, samples.images, args.walk_steps if args.interpolate else None, z)
     except errors.RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

@@ -1,7 +1,9 @@
 """Sampling a run's checkpoint: the generator of a run directory, restored in a graph of its own
-and run in inference mode; what generate.py and evaluate.py draw their images from.
+and run in inference mode; what generate.py and evaluate.py draw their images from, and what
+export.py saves.
 """
 import collections
+import contextlib
 
 import numpy as np
 import tensorflow as tf
@@ -13,6 +15,7 @@ from machinery.hyperparameters import IMAGE_SIZE, Z_DIM
 tf1 = tf.compat.v1
 
 Samples = collections.namedtuple("Samples", "images checkpoint generator")
+Restored = collections.namedtuple("Restored", "session sampler checkpoint generator config")
 
 
 def build_sampler(output_dim, z_dim=Z_DIM, precision="float32", implementation=None,
@@ -29,23 +32,22 @@ def build_sampler(output_dim, z_dim=Z_DIM, precision="float32", implementation=N
                             tf1.global_variables(dcgan.GENERATOR_SCOPE + "/"))
 
 
-def sample_images(run, num, seed, checkpoint=None, raw=False, z=None):
-    """Restores a generator of a run_directory.RunDir's checkpoint (default: the newest that
-    restores) and samples it in inference mode: the averaged generator when the run keeps one
-    (--g-ema) and not `raw`, else the trained one.
+@contextlib.contextmanager
+def restored_generator(run, seed, checkpoint=None, raw=False):
+    """A session holding a generator of a run_directory.RunDir's checkpoint, restored and made
+    ready to sample in inference mode, in a graph of its own that the caller may add to: what
+    generate.py, evaluate.py and export.py all sample from.
 
     Args:
       run: the run_directory.RunDir.
-      num: how many images, of z ~ U(-1, 1) drawn with `seed` (ignored when `z` is given).
-      seed: the seed of the z, and of the averaged generator's statistics batch.
-      checkpoint: a checkpoint prefix instead of the newest.
-      raw: the trained weights even where the run keeps an average.
-      z: float32 [n, z_dim] to sample instead of random z.
+      seed: the seed of the averaged generator's statistics batch.
+      checkpoint: a checkpoint prefix instead of the newest that restores.
+      raw: the trained weights even where the run keeps an average (--g-ema).
 
-    Returns:
-      Samples(images: float32 in [-1, 1] of shape (n, N, N, C), N the run's image size;
-      checkpoint: the prefix restored; generator: 'averaged generator (decay D)' or 'trained
-      generator').
+    Yields:
+      Restored(session; sampler: a prepared sessions.Sampler; checkpoint: the prefix restored;
+      generator: 'averaged generator (decay D)' or 'trained generator'; config: the run's
+      settings).
 
     Raises:
       RunError: not a run directory, no checkpoint, damaged ones only, or one of another model.
@@ -61,8 +63,7 @@ def sample_images(run, num, seed, checkpoint=None, raw=False, z=None):
                                 image_size=run_directory.image_size(config))
         saver = tf1.train.Saver(sampler.variables)
         init = tf1.global_variables_initializer()  # what the checkpoint does not hold
-    graph.finalize()
-    with tf1.Session(graph=graph, config=sessions.session_config()) as sess:
+    with graph.as_default(), tf1.Session(graph=graph, config=sessions.session_config()) as sess:
         sess.run(init)
         restored = checkpoints.restore(run.checkpoint_dir, sess, saver, sampler.variables,
                                        checkpoint)
@@ -70,8 +71,30 @@ def sample_images(run, num, seed, checkpoint=None, raw=False, z=None):
             raise errors.RunError(f"{run.checkpoint_dir} holds no checkpoint yet; a run saves one "
                                   f"after its first epoch")
         averaged_generator.prepare_sampler(sess, sampler, seed)
+        yield Restored(sess, sampler, restored, f"averaged generator (decay {decay})"
+                       if averaged else "trained generator", config)
+
+
+def sample_images(run, num, seed, checkpoint=None, raw=False, z=None):
+    """Samples a generator of a run_directory.RunDir's checkpoint (default: the newest that
+    restores) in inference mode: the averaged generator when the run keeps one (--g-ema) and
+    not `raw`, else the trained one (restored_generator).
+
+    Args:
+      run, seed, checkpoint, raw: as restored_generator's; `seed` also draws the z.
+      num: how many images, of z ~ U(-1, 1) drawn with `seed` (ignored when `z` is given).
+      z: float32 [n, z_dim] to sample instead of random z.
+
+    Returns:
+      Samples(images: float32 in [-1, 1] of shape (n, N, N, C), N the run's image size;
+      checkpoint: the prefix restored; generator: which generator).
+
+    Raises:
+      RunError: as restored_generator.
+    """
+    with restored_generator(run, seed, checkpoint, raw) as restored:
+        restored.session.graph.finalize()
         if z is None:
-            z = sessions.draw_z(np.random.default_rng(seed), num, config["z_dim"])
-        images = sessions.run_sampler(sess, sampler, z)
-    return Samples(images, restored,
-                   f"averaged generator (decay {decay})" if averaged else "trained generator")
+            z = sessions.draw_z(np.random.default_rng(seed), num, restored.config["z_dim"])
+        images = sessions.run_sampler(restored.session, restored.sampler, z)
+    return Samples(images, restored.checkpoint, restored.generator)

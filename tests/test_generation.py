@@ -20,6 +20,10 @@ def test_generate_writes_a_grid_and_uint8_images(data_dir, tmp_path, capsys):
     assert generate.main(["--run", str(run), "--num", "10", "--out", str(npz), "--seed", "4"]) == 0
     images = np.load(npz)["images"]
     assert images.shape == (10, 32, 32, 3) and images.dtype == np.uint8
+    z = np.load(npz)["z"]  # the z of the images, as sample_images draws it for --seed 4
+    np.testing.assert_array_equal(z, sessions.draw_z(np.random.default_rng(4), 10, 100))
+    np.testing.assert_array_equal(data.to_uint8(sampling.sample_images(
+        run_directory.RunDir(str(run)), 0, 4, z=z).images), images)
     again = tmp_path / "again.npz"
     assert generate.main(["--run", str(run), "--num", "10", "--out", str(again),
                           "--seed", "4"]) == 0
@@ -39,7 +43,9 @@ def test_interpolation_walks_end_at_the_samples_of_their_z(data_dir, tmp_path, c
                           "--out", str(walks), "--seed", "2"]) == 0
     assert "3 walks of 5 images" in capsys.readouterr().out
     images = np.load(walks)["images"].reshape(3, 5, 32, 32, 3)
-    z = generation.walk_z(np.random.default_rng(2), 3, 5, 2, 100).reshape(3, 5, 100)
+    z = generation.walk_z(np.random.default_rng(2), 3, 5, 2, 100)
+    np.testing.assert_array_equal(np.load(walks)["z"], z)
+    z = z.reshape(3, 5, 100)
     ends = np.concatenate([z[:, 0], z[:, -1]])
     alone = data.to_uint8(
         sampling.sample_images(run_directory.RunDir(str(run)), 0, 2, z=ends).images)
