@@ -36,7 +36,8 @@ TEST_CPU_DEVICES = 2  # logical CPU devices in the test process, for --devices 2
 
 
 # --- The commands in the tests -------------------------------------------------------------------
-ENTRY_POINTS = ("train", "generate", "evaluate", "features", "bench")
+ENTRY_POINTS = ("train", "generate", "evaluate", "features", "bench", "export")
+REQUIRED = {"export": ["--out", "y"]}  # flags a command needs besides --run
 TRAIN_BATCH = 16  # the batch of train_args: conftest.py's 64 images are 4 steps an epoch
 
 

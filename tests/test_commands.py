@@ -12,7 +12,7 @@ import pytest
 
 import bench
 import train
-from helpers import ENTRY_POINTS, ROOT, refusal, run_python, train_args
+from helpers import ENTRY_POINTS, REQUIRED, ROOT, refusal, run_python, train_args
 
 
 def imported_modules(stderr):
@@ -37,7 +37,8 @@ def test_help_is_grouped_and_answers_before_tensorflow_is_imported(entry_point):
 @pytest.mark.slow
 @pytest.mark.parametrize("entry_point", ENTRY_POINTS)
 def test_a_mistyped_flag_is_reported_before_tensorflow_is_imported(entry_point):
-    result = run_python(["-X", "importtime", f"{entry_point}.py", "--run", "x", "--epohcs", "3"])
+    result = run_python(["-X", "importtime", f"{entry_point}.py", "--run", "x",
+                         *REQUIRED.get(entry_point, []), "--epohcs", "3"])
     assert result.returncode == 2
     assert "tensorflow" not in imported_modules(result.stderr)
     error = result.stderr.splitlines()[-1]

@@ -6,7 +6,7 @@ import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "machinery"
-COMMANDS = {"train", "generate", "evaluate", "features", "bench"}
+COMMANDS = {"train", "generate", "evaluate", "features", "bench", "export"}
 TOP_LEVEL = COMMANDS | {"dcgan", "data"}
 MAX_FILE_LINES, MAX_MODEL_LINES = 450, 400
 MAX_FUNCTION_LINES, MAX_CLASS_LINES = 70, 200

@@ -13,9 +13,9 @@ import pytest
 
 import train
 from machinery import options
-from helpers import ENTRY_POINTS, ROOT, refusal
+from helpers import ENTRY_POINTS, REQUIRED, ROOT, refusal
 
-NEEDS_RUN = ("generate", "evaluate", "features")
+NEEDS_RUN = ("generate", "evaluate", "features", "export")
 
 
 # (entry point, flag, values out of range); every numeric flag has a row (checked below).
@@ -61,12 +61,13 @@ OUT_OF_RANGE = [
     ("bench", "--steps", ["0", "10001"]),
     ("bench", "--intra-op-threads", ["-1", "2147483648"]),
     ("bench", "--inter-op-threads", ["-1", "1025"]),
+    ("export", "--seed", ["-1", str(2 ** 32)]),
 ]
 
 
 def command(entry_point, *flags):
     """The flags, with what they need beside them: a run, or --augment for its settings."""
-    needs = ["--run", "r"] if entry_point in NEEDS_RUN else []
+    needs = (["--run", "r"] if entry_point in NEEDS_RUN else []) + REQUIRED.get(entry_point, [])
     if any(flag.startswith("--augment-") for flag in flags):
         needs += ["--augment", "cutout"]
     return needs + list(flags)
