@@ -37,7 +37,7 @@ import tensorflow as tf
 from tensorflow.python.eager import context
 
 import data
-from machinery import devices, durable, layers, run_directory, sampling
+from machinery import devices, durable, layers, run_directory, sampling, sessions
 from machinery.errors import RunError, cause
 
 tf1 = tf.compat.v1
@@ -253,8 +253,8 @@ def _convert_to_tflite(saved_model, path, z):
              "differing_pixels": int(np.count_nonzero(differences))}
     if check["max_levels"] > TFLITE_MAX_LEVELS:
         raise RunError(f"TF Lite's model differs from the SavedModel by up to "
-                       f"{check['max_levels']} levels ({check['differing_pixels']} of "
-                       f"{check['pixels']} pixels at batch 1)")
+                       f"{check['max_levels']} levels ({check['differing_pixels']:,} of "
+                       f"{check['pixels']:,} pixels at batch 1); nothing was written")
     with open(path, "wb") as handle:
         handle.write(model)
     return check
@@ -284,8 +284,8 @@ def _write(staging, run, export_format, seed, checkpoint, raw):
     else:
         new = os.path.join(staging, TFLITE)
         os.mkdir(new)
-        z = np.random.default_rng([seed, 11]).uniform(
-            -1.0, 1.0, (TFLITE_CHECK_ROWS, config["z_dim"])).astype(np.float32)
+        z = sessions.draw_z(np.random.default_rng([seed, 11]), TFLITE_CHECK_ROWS,
+                            config["z_dim"])
         with _quiet(log_path):
             metadata["tflite_check"] = _convert_to_tflite(saved_model,
                                                           os.path.join(new, TFLITE_FILE), z)
