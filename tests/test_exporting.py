@@ -23,7 +23,7 @@ import generate
 import train
 from machinery import (averaged_generator, checkpoints, durable, exporting, run_directory,
                        sampling, sessions)
-from test_train import args as train_args
+from helpers import train_args
 
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
