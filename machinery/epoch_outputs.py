@@ -95,8 +95,8 @@ class EpochOutputs:
         which = f" ({self.sampler_name})" if self.sampler_name else ""
         print(f"epoch {epoch_number} quality{which}: {quality.format_quality(result)}",
               flush=True)
+        fields = [field for field in metrics.QUALITY_FIELDS if field in result]
         self.log.record({"step": step, "epoch": epoch_number, "time": time.time(),
-                         **{field: result[field] for field in metrics.QUALITY_FIELDS}},
-                        [("quality", metrics.QUALITY_FIELDS)])
+                         **{field: result[field] for field in fields}}, [("quality", fields)])
         pictures.save_quality_plot(self.run.quality_plot_path, self.log.rows,
-                                   result["num_classes"])
+                                   result.get("num_classes"))

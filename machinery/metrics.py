@@ -20,15 +20,19 @@ from machinery import durable, errors
 tf1 = tf.compat.v1
 
 LOSS_FIELDS = ("d_loss", "g_loss", "d_real", "d_fake", "images_per_sec")
-QUALITY_FIELDS = ("classifier_score", "frechet_distance", "class_entropy", "min_class_share")
+CLASS_QUALITY_FIELDS = ("classifier_score", "frechet_distance", "class_entropy",
+                        "min_class_share")
+# A flat folder's evaluations have the distances only (no classes): the rest stay empty.
+QUALITY_FIELDS = (*CLASS_QUALITY_FIELDS, "kid", "kid_std")
 # ADA's r_t over the logging interval, and the augmentation probability (empty without one).
 HEALTH_FIELDS = ("d_real_sign", "augment_p")
 # A row holds either the losses of a step or the quality of an evaluation; the rest stay empty.
 METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, *QUALITY_FIELDS, "time", *HEALTH_FIELDS)
-# Earlier versions' metrics.csv, told apart by their number of fields: the first (538f904 to
-# 391f6ea) had no quality columns, the second (to 268e59b) no health columns.
+# The layouts of earlier versions, told apart from this one by their number of fields: the
+# first (538f904 to 391f6ea) had no quality columns, the second (cb75821 to 268e59b) no KID and
+# no health columns.
 FIRST_METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, "time")
-SECOND_METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, *QUALITY_FIELDS, "time")
+SECOND_METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, *CLASS_QUALITY_FIELDS, "time")
 _METRIC_LAYOUTS = {len(fields): fields
                    for fields in (METRIC_FIELDS, SECOND_METRIC_FIELDS, FIRST_METRIC_FIELDS)}
 _INTEGER_METRICS = ("step", "epoch")
@@ -123,7 +127,7 @@ def _parse_metrics(path):
 def read_metrics(path):
     """The rows of the metrics.csv at `path` (a RunDir's metrics_path) as dicts: step and epoch
     ints, the rest floats, empty fields left out; none when there is no file. Every layout a
-    version of train.py wrote is read (FIRST_METRIC_FIELDS too). The file is read line by line,
+    version of train.py wrote is read (FIRST_ and SECOND_METRIC_FIELDS too). The file is read line by line,
     with no quoting: a damaged line (cut short by a kill, garbage, a stray quote, NULs, not
     UTF-8, overlong) costs that line only, with a note."""
     rows, damaged = _parse_metrics(path)

@@ -115,18 +115,28 @@ def save_loss_plot(path, rows):
 
 
 def save_quality_plot(path, rows, num_classes=data.NUM_CLASSES):
-    """Classifier score, Frechet distance and class entropy of each evaluation, over steps; the
-    best score and the uniform entropy are those of `num_classes` classes."""
+    """The sample-quality numbers of each evaluation over steps, a panel each: classifier score,
+    Frechet distance, KID (with its standard deviation over subsets) and class entropy; the best
+    score and the uniform entropy are those of `num_classes` classes. A number no row holds (a
+    flat folder's evaluations have no classes) has no panel."""
     plt = _pyplot()
 
-    rows = [row for row in rows if "classifier_score" in row]
-    steps = [row["step"] for row in rows]
-    figure, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-    for axis, field, title in zip(axes, ("classifier_score", "frechet_distance", "class_entropy"),
-                                  (f"classifier score (max {num_classes})",
-                                   "Frechet distance (lower is better)",
-                                   f"class entropy, nats (uniform {np.log(num_classes):.3f})")):
-        axis.plot(steps, [row[field] for row in rows], marker="o")
+    rows = [row for row in rows if "frechet_distance" in row]
+    panels = [(field, title) for field, title in (
+        ("classifier_score", f"classifier score (max {num_classes})"),
+        ("frechet_distance", "Frechet distance (lower is better)"),
+        ("kid", "KID, sd over subsets (lower is better)"),
+        ("class_entropy", f"class entropy, nats (uniform {np.log(num_classes or 1):.3f})"))
+        if any(field in row for row in rows)]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.5), squeeze=False)
+    for axis, (field, title) in zip(axes[0], panels):
+        shown = [row for row in rows if field in row]
+        values = [row[field] for row in shown]
+        if field == "kid":
+            axis.errorbar([row["step"] for row in shown], values, marker="o", capsize=3,
+                          yerr=[row.get("kid_std", 0.0) for row in shown])
+        else:
+            axis.plot([row["step"] for row in shown], values, marker="o")
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("step")
         axis.grid(alpha=0.3)

@@ -7,8 +7,14 @@ generated images with a classifier trained on the real labeled images, offline:
                      spread over all K classes); the Inception Score with a digit classifier.
   Frechet distance   between Gaussian fits of the classifier's penultimate features of generated
                      and real images (FID with a digit classifier); 0 for identical statistics.
+  KID                the Kernel Inception Distance (kid.py) of the same features: unbiased at
+                     every sample size, where the Frechet distance falls as more images are drawn;
+                     its mean and standard deviation over 100 subsets of 1,000.
   class coverage     the predicted classes of the generated images: their entropy (nats; ln K is
                      uniform: 2.303 for ten classes) and the smallest class share (1/K is uniform).
+
+A flat folder has no classes to train a classifier on: its images are scored in a fixed feature
+space instead (feature_spaces.py), with the Frechet distance and KID only.
 
 K is the classifier's number of classes (the width of its probabilities): 10 for every named
 dataset, the number of sub-folders for a labeled folder of the user's pictures.
@@ -23,7 +29,7 @@ import numpy as np
 import scipy.linalg
 
 import data
-from machinery import image_rows
+from machinery import image_rows, kid
 
 DEFAULT_NUM = 5000
 # The real images are split in two halves for the floor, and a Frechet distance needs a
@@ -77,16 +83,22 @@ def class_coverage(probabilities):
     return entropy, float(shares.min())
 
 
-# --- The classifier --------------------------------------------------------------------------
-
-
 # --- Evaluation ------------------------------------------------------------------------------
-def quality(classifier, generated, real, seed=0):
+def quality(classifier, generated, real, seed=0, real_outputs=None):
     """All numbers for generated uint8 images against real uint8 images, and the real floor.
 
-    The floor compares two disjoint halves of `real` (each at most len(generated) images). Images
-    of another size than the classifier's 32x32, generated and real alike, are resized to it
-    first with the same filter.
+    Args:
+      classifier: what scores the images: its predict(uint8 32x32 images) gives (class
+        probabilities (N, K), or None when it knows no classes, features (N, d)) -- a
+        classifiers.Classifier, or a feature_spaces space (then only the Frechet distance and
+        KID are computed).
+      generated, real: uint8 images of one shape; of another size than 32x32 both are resized
+        to it first with the same filter.
+      seed: the seed of the real halves and of KID's subsets.
+      real_outputs: classifier.predict of the resized `real`, when already known (a cache).
+
+    The floor compares two disjoint halves of `real` (each at most len(generated) images). KID's
+    floor is 0: it is unbiased, and its standard deviation over subsets says its noise.
 
     Raises:
       ValueError: the generated and the real images differ in size.
@@ -97,24 +109,31 @@ def quality(classifier, generated, real, seed=0):
     image_size = generated.shape[1]
     gen_probabilities, gen_features = classifier.predict(
         image_rows.resize(generated, data.IMAGE_SIZE))
-    real_probabilities, real_features = classifier.predict(
+    real_probabilities, real_features = real_outputs or classifier.predict(
         image_rows.resize(real, data.IMAGE_SIZE))
     order = np.random.default_rng(seed).permutation(len(real))
     half = min(len(real) // 2, len(generated))
     first, second = order[:half], order[half:2 * half]
-    entropy, smallest = class_coverage(gen_probabilities)
-    real_entropy, real_smallest = class_coverage(real_probabilities[first])
-    return {
-        "classifier_score": classifier_score(gen_probabilities),
+    kid_mean, kid_std = kid.kernel_distance(gen_features, real_features, seed=seed)
+    result = {
         "frechet_distance": frechet_distance(gen_features, real_features),
-        "class_entropy": entropy, "min_class_share": smallest,
-        "real_classifier_score": classifier_score(real_probabilities[first]),
+        "kid": kid_mean, "kid_std": kid_std,
+        "kid_subsets": kid.NUM_SUBSETS,
+        "kid_subset_size": min(len(generated), len(real), kid.SUBSET_SIZE),
         "real_frechet_distance": frechet_distance(real_features[first], real_features[second]),
-        "real_class_entropy": real_entropy, "real_min_class_share": real_smallest,
         "num_generated": len(generated), "num_real": len(real), "num_real_half": int(half),
         "image_size": int(image_size), "scored_size": data.IMAGE_SIZE,
-        "num_classes": int(gen_probabilities.shape[1]),
     }
+    if gen_probabilities is not None:
+        entropy, smallest = class_coverage(gen_probabilities)
+        real_entropy, real_smallest = class_coverage(real_probabilities[first])
+        result.update({
+            "classifier_score": classifier_score(gen_probabilities),
+            "class_entropy": entropy, "min_class_share": smallest,
+            "real_classifier_score": classifier_score(real_probabilities[first]),
+            "real_class_entropy": real_entropy, "real_min_class_share": real_smallest,
+            "num_classes": int(gen_probabilities.shape[1])})
+    return result
 
 
 def real_images(dataset, num, seed=0):
@@ -123,17 +142,30 @@ def real_images(dataset, num, seed=0):
     return dataset.images[order[:num]]
 
 
+def format_kid(result):
+    """'KID 0.0123 (sd 0.0011 over 100 subsets of 1,000)', or '' for a result saved before KID."""
+    if "kid" not in result:
+        return ""
+    return (f"KID {result['kid']:.4f} (sd {result['kid_std']:.4f} over "
+            f"{result.get('kid_subsets', kid.NUM_SUBSETS)} subsets of "
+            f"{result.get('kid_subset_size', kid.SUBSET_SIZE):,})")
+
+
 def format_quality(result):
     size, scored = result.get("image_size", data.IMAGE_SIZE), result.get("scored_size",
                                                                          data.IMAGE_SIZE)
     resized = "" if size == scored else (
-        f" (scored at {scored}x{scored}: the classifier's size; the generated and the real "
+        f" (scored at {scored}x{scored}: the features' size; the generated and the real "
         f"{size}x{size} images both resized to it with the same Lanczos filter)")
+    space = f" in the features of {result['feature_space']}" if "feature_space" in result else ""
+    distances = (f"Frechet distance {result['frechet_distance']:.3f} (real halves "
+                 f"{result['real_frechet_distance']:.3f})" + (", " + format_kid(result)
+                                                              if "kid" in result else ""))
+    if "classifier_score" not in result:  # a feature space without classes
+        return distances + space + resized
     classes = result.get("num_classes", data.NUM_CLASSES)  # results saved before it was recorded
     return (f"classifier score {result['classifier_score']:.3f} of at most {classes} (real "
-            f"{result['real_classifier_score']:.3f}), "
-            f"Frechet distance {result['frechet_distance']:.3f} (real halves "
-            f"{result['real_frechet_distance']:.3f}), class entropy {result['class_entropy']:.3f} "
-            f"(real {result['real_class_entropy']:.3f}), smallest class share "
-            f"{result['min_class_share']:.3f} (real {result['real_min_class_share']:.3f})"
-            + resized)
+            f"{result['real_classifier_score']:.3f}), {distances}, class entropy "
+            f"{result['class_entropy']:.3f} (real {result['real_class_entropy']:.3f}), smallest "
+            f"class share {result['min_class_share']:.3f} (real "
+            f"{result['real_min_class_share']:.3f})" + space + resized)

@@ -35,12 +35,14 @@ def test_eval_every_adds_quality_to_metrics_and_evaluate_py_reports(tmp_path, fa
     assert len(quality_rows) == 1 and quality_rows[0]["step"] == 3
     assert 1.0 <= quality_rows[0]["classifier_score"] <= 10.0
     assert quality_rows[0]["frechet_distance"] > 0
+    assert quality_rows[0]["kid"] > 0 and quality_rows[0]["kid_std"] < 1e-9  # subsets: all 100
     assert (run / "quality.png").is_file()
     assert (tmp_path / "d" / "classifiers" / "mnist-sample" / "info.json").is_file()
     assert evaluate.main(["--run", str(run), "--num", "100"]) == 0
     report = json.loads((run / "evaluation.json").read_text())
     assert report["3"]["num_generated"] == 100 and report["3"]["checkpoint"] == "model-3"
     assert 1.0 <= report["3"]["real_classifier_score"] <= 10.0
+    assert report["3"]["kid"] > 0 and report["3"]["kid_subset_size"] == 100
     assert evaluate.main(["--run", str(tmp_path / "missing")]) == 1
     assert "not found" in capsys.readouterr().err
 

@@ -33,6 +33,25 @@ def test_metrics_of_every_earlier_layout_are_read_with_their_types(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_row_of_each_layout_is_read_by_its_number_of_fields():
+    old = b"4,1,,,,,,7.5,22.1,2.2,0.06,1796168800.4\n"  # cb75821 to 268e59b: no KID, no health
+    new = b"4,1,,,,,,7.5,22.1,2.2,0.06,0.012,0.001,1796168800.4,,\n"
+    flat = b"4,1,,,,,,,22.1,,,0.012,0.001,1796168800.4,,\n"  # a flat folder: no classes
+    step = b"5,1,1.3,2.1,0.6,0.4,150.0,,,,,,,1796168801.2,0.25,0.1\n"  # the losses, r_t and p
+    assert metrics.parse_metric_line(old) == {"step": 4, "epoch": 1, "classifier_score": 7.5,
+                                              "frechet_distance": 22.1, "class_entropy": 2.2,
+                                              "min_class_share": 0.06, "time": 1796168800.4}
+    assert metrics.parse_metric_line(new)["kid"] == 0.012
+    assert metrics.parse_metric_line(new)["kid_std"] == 0.001
+    assert set(metrics.parse_metric_line(flat)) == {"step", "epoch", "frechet_distance", "kid",
+                                                    "kid_std", "time"}
+    parsed = metrics.parse_metric_line(step)
+    assert (parsed["d_real_sign"], parsed["augment_p"], parsed["d_loss"]) == (0.25, 0.1, 1.3)
+    assert metrics.parse_metric_line(",".join(metrics.METRIC_FIELDS).encode() + b"\n") is None
+    assert metrics.parse_metric_line(",".join(metrics.SECOND_METRIC_FIELDS).encode()
+                                     + b"\n") is None
+
+
 def test_resuming_a_first_version_run_keeps_its_metrics_history(data_dir, run, capsys):
     shutil.copyfile(FIRST_METRICS, run / "metrics.csv")
     old = {row["step"]: row for row in metrics.read_metrics(str(run / "metrics.csv"))}

@@ -125,3 +125,4 @@ def test_real_halves_give_the_floor_and_noise_scores_worse(tmp_path, monkeypatch
     assert good["frechet_distance"] < bad["frechet_distance"]
     assert good["real_class_entropy"] == pytest.approx(np.log(2), abs=0.05)
     assert bad["num_real_half"] == 200
+    assert good["kid"] < bad["kid"] and "KID" in quality.format_quality(good)
