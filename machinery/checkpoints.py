@@ -1,11 +1,12 @@
 """A run's checkpoints: model-<step> files in its checkpoints/ folder, written whole or not at all,
 the newest CHECKPOINTS_KEPT kept, restored newest first, a damaged one passed over for the one
-before it.
+before it; and, with --eval-every, the best one evaluated, kept as best-<step> beside them.
 
 A checkpoint holds the weights, both Adam states, the step, the epoch, the fixed sample z and the
 position in the data (training_graph.py). The files are the truth: a checkpoint exists once its
 index is in place, whatever TensorFlow's own state file says.
 """
+import json
 import os
 import re
 import shutil
@@ -23,6 +24,12 @@ _CHECKPOINT_INDEX = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.index$")
 _STATE_FILE = "checkpoint"  # TensorFlow's own list of checkpoints, for its tools; never read here
 # Checkpoints are written into a staging folder of this prefix; claims.py removes dead writers'.
 STAGING_PREFIX = ".saving-"
+# The best checkpoint (keep_best): best-<step> files, which rotation never lists, and best.json,
+# the record that commits them; --checkpoint best names it (resolve).
+BEST = "best"
+BEST_RECORD = "best.json"
+_BEST_INDEX = re.compile(r"^best-(\d+)\.index$")
+_BEST_FILE = re.compile(r"^best-(\d+)\.")
 
 
 class DamagedCheckpoint(Exception):
@@ -76,13 +83,16 @@ def newest(folder):
 
 
 def restore(folder, sess, saver, variables, checkpoint=None, set_aside_damaged=False):
-    """Restores `checkpoint`, or else the newest checkpoint in `folder` that restores, saying
-    which ones were passed over and why; returns the prefix restored, None if there is none.
+    """Restores `checkpoint` (a prefix, or 'best': resolve), or else the newest checkpoint in
+    `folder` that restores, saying which ones were passed over and why; returns the prefix
+    restored, None if there is none.
 
     Raises:
       RunError: a checkpoint of another model; only damaged checkpoints (or damaged
-        checkpoint files and no complete checkpoint); a named `checkpoint` that is damaged.
+        checkpoint files and no complete checkpoint); a named `checkpoint` that is damaged or
+        missing, or no best checkpoint.
     """
+    checkpoint = resolve(folder, checkpoint)
     candidates = [checkpoint] if checkpoint else listed(folder)
     if not candidates:
         leftovers = [name for name in os.listdir(folder)
@@ -184,4 +194,93 @@ def _remove_old_checkpoints(folder):
                 os.remove(os.path.join(folder, file_name))
             except OSError as error:
                 print(f"warning: cannot delete the old checkpoint file {file_name} "
+                      f"({cause(error)})", flush=True)
+
+
+# --- The best checkpoint ---------------------------------------------------------------------
+def best_record(folder):
+    """The record of the best checkpoint kept in `folder` (a dict: checkpoint, step, epoch,
+    metric, value, ...), or None when there is none.
+
+    Raises:
+      RunError: best.json is damaged.
+    """
+    path = os.path.join(folder, BEST_RECORD)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise RunError(f"{path}: damaged record of the best checkpoint ({cause(error)}); "
+                       f"remove it, and the next evaluation keeps a new best") from None
+    if not isinstance(record, dict) or not _BEST_INDEX.match(
+            f"{record.get('checkpoint')}.index") or not isinstance(record.get("value"), float):
+        raise RunError(f"{path}: damaged record of the best checkpoint (not the record this "
+                       f"program writes); remove it, and the next evaluation keeps a new best")
+    return record
+
+
+def resolve(folder, checkpoint):
+    """The prefix a --checkpoint names: 'best' is the best checkpoint kept in `folder`; any other
+    value (a prefix, or None for the newest) is returned as it is.
+
+    Raises:
+      RunError: 'best' and there is none, its record is damaged, or its files are missing.
+    """
+    if checkpoint != BEST:
+        return checkpoint
+    record = best_record(folder)
+    if record is None:
+        raise RunError(f"{folder} holds no best checkpoint ({BEST_RECORD} not found): a run "
+                       f"keeps one when it trains with --eval-every")
+    prefix = os.path.join(folder, record["checkpoint"])
+    if not os.path.exists(prefix + ".index"):
+        raise RunError(f"{prefix}: the best checkpoint named by {BEST_RECORD} is missing (no "
+                       f"{record['checkpoint']}.index); put it back, or remove {BEST_RECORD}")
+    return prefix
+
+
+def keep_best(folder, step, record):
+    """Keeps checkpoint model-<step> of `folder` (just saved) as the best: best-<step>, its
+    files second names of model-<step>'s (durable.link_or_copy), so rotation deleting
+    model-<step> leaves them; then the record, best.json, which commits them; then the previous
+    best's files are deleted.
+
+    The files are linked into a staging folder and moved in data first, index last, and the
+    record is written atomically after them: a kill or a full disk at any moment leaves the
+    previous best and its record whole (a new best-<step> not yet recorded is a leftover,
+    removed by the next keep_best).
+
+    Raises:
+      RunError: the new best cannot be written; the message says the previous one is intact.
+    """
+    name = f"{BEST}-{step}"
+    staging = None
+    try:
+        staging = tempfile.mkdtemp(dir=folder, prefix=durable.temp_prefix(STAGING_PREFIX))
+        source = f"{CHECKPOINT_PREFIX}-{step}"
+        for file_name in _checkpoint_files(folder, source):
+            durable.link_or_copy(os.path.join(staging, name + file_name[len(source):]),
+                                 os.path.join(folder, file_name))
+        if not os.listdir(staging):
+            raise FileNotFoundError(2, f"no checkpoint {source}")
+        for file_name in sorted(os.listdir(staging), key=lambda n: n.endswith(".index")):
+            os.replace(os.path.join(staging, file_name), os.path.join(folder, file_name))
+        durable.fsync_folder(folder)
+        durable.write_json(os.path.join(folder, BEST_RECORD), dict(record, checkpoint=name,
+                                                                   step=step))
+    except OSError as error:
+        raise RunError(f"cannot keep {os.path.join(folder, name)} as the best checkpoint "
+                       f"({cause(error)}); the previous best, if any, is intact") from None
+    finally:
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)
+    for other in sorted(os.listdir(folder), key=lambda n: not n.endswith(".index")):
+        match = _BEST_FILE.match(other)
+        if match and int(match.group(1)) != step:  # the previous best, or a leftover
+            try:
+                os.remove(os.path.join(folder, other))
+            except OSError as error:
+                print(f"warning: cannot delete the former best checkpoint file {other} "
                       f"({cause(error)})", flush=True)

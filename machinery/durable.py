@@ -3,8 +3,10 @@ after their writer, so that a cleanup removes a killed writer's leftovers and ne
 
 Plain Python, imported by every module that writes (the data, the run directory, the pictures).
 """
+import errno
 import json
 import os
+import shutil
 import re
 import socket
 import tempfile
@@ -111,3 +113,13 @@ def unused_name(base):
         number += 1
         name = f"{base}-{number}"
     return name
+
+
+def link_or_copy(path, source):
+    """`path` as a second name of `source` (no copy), or a copy where links are not allowed."""
+    try:
+        os.link(source, path)
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP):
+            raise
+        shutil.copyfile(source, path)

@@ -10,8 +10,8 @@ import time
 import numpy as np
 
 import data
-from machinery import (averaged_generator, classifiers, errors, metrics, pictures, quality,
-                       sessions)
+from machinery import (averaged_generator, checkpoints, classifiers, errors, metrics, pictures,
+                       quality, sessions)
 
 Evaluation = collections.namedtuple("Evaluation", "classifier real_images")
 
@@ -60,6 +60,14 @@ class EpochOutputs:
         self.sampler = model.averaged if model.averaged and not args.raw else model.sampler
         self.sampler_name = "averaged G" if self.sampler is model.averaged else None
         self.gif_frames = {}  # the progress GIF's frames, converted once
+        self.best, self.keeps_best = None, bool(evaluation)
+        if evaluation:
+            try:  # the best checkpoint an earlier start of the run kept, to be beaten
+                self.best = checkpoints.best_record(run.checkpoint_dir)
+            except errors.RunError as error:
+                self.keeps_best = False  # never overwrite a record it cannot read
+                print(f"warning: {error}; until then no best checkpoint is kept",
+                      file=sys.stderr, flush=True)
 
     def write(self, epoch_number, step):
         """Everything of the epoch that ended at `step`, each failure one warning line."""
@@ -100,3 +108,30 @@ class EpochOutputs:
                          **{field: result[field] for field in fields}}, [("quality", fields)])
         pictures.save_quality_plot(self.run.quality_plot_path, self.log.rows,
                                    result.get("num_classes"))
+        if self.keeps_best:
+            self.keep_if_best(result, epoch_number, step)
+
+    def keep_if_best(self, result, epoch_number, step):
+        """Keeps the checkpoint of `step` as the best (checkpoints.keep_best) when its number
+        (quality.selection_metric; the run's first best decides which) beats the best so far."""
+        metric = self.best["metric"] if self.best else \
+            quality.selection_metric(result["num_real"])
+        value = float(result[metric])
+        if self.best and not value < self.best["value"]:
+            print(f"best so far: {self.best_line()}", flush=True)
+            return
+        record = {"epoch": epoch_number, "metric": metric, "value": value,
+                  "num_generated": result["num_generated"], "num_real": result["num_real"],
+                  "feature_space": result.get("feature_space")}
+        checkpoints.keep_best(self.run.checkpoint_dir, step, record)
+        self.best = dict(record, checkpoint=f"{checkpoints.BEST}-{step}", step=step)
+        print(f"new best: {self.best_line()}", flush=True)
+
+    def best_line(self):
+        """'epoch 15, step 585 (KID 0.0123): runs/x/checkpoints/best-585', or None."""
+        if not self.best:
+            return None
+        name = quality.METRIC_NAMES.get(self.best["metric"], self.best["metric"])
+        return (f"epoch {self.best['epoch']}, step {self.best['step']} ({name} "
+                f"{self.best['value']:.4f}): "
+                f"{self.run.checkpoint_dir}/{self.best['checkpoint']}")

@@ -232,7 +232,8 @@ def measure_features(args):
         config = run.read_config()
         splits, labels = feature_splits(config, args.labels)
         pool_x, pool_y, test_x, test_y, transductive, classes = splits
-        checkpoint = args.checkpoint or checkpoints.newest(run.checkpoint_dir)
+        checkpoint = checkpoints.resolve(run.checkpoint_dir, args.checkpoint) or \
+            checkpoints.newest(run.checkpoint_dir)
         if not checkpoint:
             raise errors.RunError(f"{run.checkpoint_dir} holds no checkpoint yet")
         precision = config.get("precision", "float32")

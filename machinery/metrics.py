@@ -6,11 +6,8 @@ sample grids. The file is read line by line, in every layout a version of train.
 damaged line costs only itself; it is rewritten atomically (durable.atomic_write).
 """
 import csv
-import errno
 import io
-import os
 import re
-import shutil
 import time
 
 import tensorflow as tf
@@ -95,16 +92,6 @@ def _line_numbers(numbers, shown=5):
     return f"line {listed}" + (f" and {len(numbers) - shown} more" if len(numbers) > shown else "")
 
 
-def _link_or_copy(path, source):
-    """`path` as a second name of `source` (no copy), or a copy where links are not allowed."""
-    try:
-        os.link(source, path)
-    except OSError as error:
-        if error.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP):
-            raise
-        shutil.copyfile(source, path)
-
-
 def _parse_metrics(path):
     """(rows, numbers of the damaged lines) of the metrics.csv at `path`; see read_metrics."""
     rows, damaged = [], []
@@ -148,7 +135,7 @@ def keep_metrics_until(path, step):
     rows, damaged = _parse_metrics(path)
     if damaged:
         aside = durable.unused_name(f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-        errors.write_or_fail(aside, _link_or_copy, path)
+        errors.write_or_fail(aside, durable.link_or_copy, path)
         print(f"{path}: skipped {len(damaged)} damaged line(s) "
               f"({_line_numbers(damaged)}); the file as it was is kept as {aside}", flush=True)
     rows = [row for row in rows if row["step"] <= step]

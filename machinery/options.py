@@ -187,7 +187,8 @@ def add_run_group(parser, raw_help=None):
     group = parser.add_argument_group("the run")
     group.add_argument("--run", required=True, help="run directory of train.py")
     group.add_argument("--checkpoint", default=None,
-                       help="a checkpoint prefix to use instead of the run's newest")
+                       help="a checkpoint prefix to use instead of the run's newest, or 'best': "
+                            "the best one a run trained with --eval-every kept")
     if raw_help:
         group.add_argument("--raw", action="store_true",
                            help=f"a run trained with --g-ema: {raw_help}")

@@ -174,3 +174,5 @@ def _train_in(run, args, parser, claim, engine, cluster):
     where = args.out if engine.chief else "kept by the chief"
     print(f"done: {options.plural(trainer.step, 'step')}, "
           f"{options.plural(batches.epoch, 'epoch')}; run directory {where}")
+    if outputs.best_line():
+        print(f"best evaluated checkpoint: {outputs.best_line()}")
