@@ -10,18 +10,23 @@ import time
 import numpy as np
 
 import data
-from machinery import (averaged_generator, checkpoints, classifiers, errors, metrics, pictures,
-                       quality, sessions)
+from machinery import (averaged_generator, checkpoints, classifiers, errors, feature_cache,
+                       feature_spaces, image_rows, metrics, pictures, quality, sessions)
 
-Evaluation = collections.namedtuple("Evaluation", "classifier real_images")
+Evaluation = collections.namedtuple("Evaluation", "classifier real_images real_outputs")
+Evaluation.__doc__ = """classifier: what scores the images (feature_spaces.scorer: the data's
+classifier, or a flat folder's fixed feature space); the real images to compare with, and what
+it gives for them (from the feature cache)."""
 
 
 def load_evaluation(args, dataset):
-    """With --eval-every, the cached classifier (a folder's: of its classes) and the real images
-    to compare with; else None.
+    """With --eval-every, what scores the images (feature_spaces.scorer: the cached classifier,
+    a labeled folder's of its classes, or a flat folder's fixed feature space), the real images
+    to compare with and their features (feature_cache.py); else None.
 
     Raises:
-      RunError: too few images, or no classifier for the data (a flat folder, a missing file).
+      RunError: too few images, or no classifier for the data (a class of too few images, a
+        missing file).
     """
     if not args.eval_every:
         return None
@@ -30,15 +35,22 @@ def load_evaluation(args, dataset):
                               f"({quality.MIN_IMAGES_WHY}); {args.dataset} has "
                               f"{len(dataset.images)}")
     try:
-        if args.dataset == data.FOLDER:  # known only now that the folder is listed
+        if args.dataset == data.FOLDER and feature_spaces.is_labeled(dataset):
             classifiers.require_labeled(dataset, args.images, "--eval-every")
-        classifier, _ = classifiers.dataset_classifier(dataset, args.images, args.data_dir,
-                                                       download=not args.no_download,
-                                                       verify=not args.skip_checksum)
+        space, _ = feature_spaces.scorer(dataset, args.images, args.data_dir,
+                                         download=not args.no_download,
+                                         verify=not args.skip_checksum)
     except data.DatasetError as error:
         raise errors.RunError(str(error) if args.dataset == data.FOLDER else  # it says so
                               f"--eval-every needs the classifier's data: {error}") from None
-    return Evaluation(classifier, quality.real_images(dataset, args.eval_num, args.seed))
+    rows = quality.real_rows(len(dataset.images), args.eval_num, args.seed)
+    path = feature_cache.cache_path(dataset, args.images, args.data_dir, space.key, args.splits)
+    try:
+        outputs = feature_cache.real_outputs(path, dataset.images, rows, space.predict)
+    except BaseException:
+        space.close()
+        raise
+    return Evaluation(space, image_rows.read_rows(dataset.images, rows), outputs)
 
 
 def optional_work(what, function, *args):
@@ -99,7 +111,9 @@ class EpochOutputs:
             self.sess, self.sampler, self.args.eval_num,
             np.random.default_rng([self.args.seed, 4, epoch_number]))
         result = quality.quality(self.evaluation.classifier, data.to_uint8(generated),
-                                 self.evaluation.real_images, self.args.seed)
+                                 self.evaluation.real_images, self.args.seed,
+                                 self.evaluation.real_outputs)
+        result["feature_space"] = self.evaluation.classifier.name
         which = f" ({self.sampler_name})" if self.sampler_name else ""
         print(f"epoch {epoch_number} quality{which}: {quality.format_quality(result)}",
               flush=True)

@@ -1,37 +1,67 @@
-"""evaluate.py's work: the sample quality of a run's checkpoint (quality.py's numbers, with the
-classifier of the run's data, classifiers.py), printed and added to the run's evaluation.json."""
+"""evaluate.py's work: the sample quality of a run's checkpoint (quality.py's numbers, in the
+features of the run's classifier, or of a fixed feature space for a flat folder:
+feature_spaces.py), printed and added to the run's evaluation.json."""
 import os
 import sys
 
 import data
-from machinery import (checkpoints, classifiers, devices, errors, quality, results,
-                       run_directory, sampling)
+from machinery import (checkpoints, devices, errors, feature_cache, feature_spaces, image_rows,
+                       quality, results, run_directory, sampling)
+
+
+def trained_data(config):
+    """(dataset, its folder or None, data dir, verify) of a run's settings, loaded as the run
+    trained on it (a folder: through its cache, refused if it changed).
+
+    Raises:
+      data.DatasetError: a file is missing or damaged; the folder moved or changed.
+    """
+    data_dir = run_directory.setting_path(config, "data_dir", "data")
+    verify, size = not config.get("skip_checksum", False), run_directory.image_size(config)
+    if config["dataset"] == data.FOLDER:
+        dataset, root = run_directory.load_trained_folder(config)
+        return dataset, root, data_dir, verify
+    dataset = data.load_dataset(config["dataset"], data_dir, config.get("splits"), verify,
+                                download=False, image_size=size)  # as the run trained on
+    return dataset, None, data_dir, verify
+
+
+def check_num(num, dataset, root):
+    """Raises RunError when `num` real images cannot be drawn from the dataset."""
+    if num > len(dataset.images):
+        what = root if dataset.name == data.FOLDER else dataset.name
+        raise errors.RunError(f"--num {num:,} is more than the {len(dataset.images):,} real "
+                              f"images of {what} the generated ones are compared with; use at "
+                              f"most {len(dataset.images):,}")
 
 
 def evaluate_run(run, num, seed, checkpoint=None, raw=False):
     """Quality of `num` images from the run's checkpoint against as many real ones: (result dict
-    with the checkpoint, its step and the classifier's held-out accuracy, checkpoint path)."""
+    with the checkpoint, its step, the feature space and, for a classifier, its held-out
+    accuracy; checkpoint path).
+
+    Raises:
+      RunError, data.DatasetError: see trained_data, check_num, sampling.sample_images.
+    """
     config = run.read_config()
-    name = config["dataset"]
-    data_dir = run_directory.setting_path(config, "data_dir", "data")
-    verify, size = not config.get("skip_checksum", False), run_directory.image_size(config)
-    if name == data.FOLDER:  # as the run trained on it, or refused
-        dataset, root = run_directory.load_trained_folder(config)
-        classifiers.require_labeled(dataset, root, "evaluate.py")
-    else:
-        root = None
-        dataset = data.load_dataset(name, data_dir, config.get("splits"), verify, download=False,
-                                    image_size=size)  # as the run trained on
+    dataset, root, data_dir, verify = trained_data(config)
+    check_num(num, dataset, root)
     generated, checkpoint, generator = sampling.sample_images(run, num, seed, checkpoint, raw)
-    classifier, info = classifiers.dataset_classifier(dataset, root, data_dir, verify=verify)
+    space, info = feature_spaces.scorer(dataset, root, data_dir, verify=verify)
     try:
-        result = quality.quality(classifier, data.to_uint8(generated),
-                                 quality.real_images(dataset, num, seed), seed)
+        rows = quality.real_rows(len(dataset.images), num, seed)
+        real_outputs = feature_cache.real_outputs(
+            feature_cache.cache_path(dataset, root, data_dir, space.key, config.get("splits")),
+            dataset.images, rows, space.predict)
+        generated = data.to_uint8(generated)
+        result = quality.quality(space, generated, image_rows.read_rows(dataset.images, rows),
+                                 seed, real_outputs)
     finally:
-        classifier.close()
-    result.update(checkpoint=os.path.basename(checkpoint),
-                  step=checkpoints.checkpoint_step(checkpoint),
-                  classifier_heldout_accuracy=info["heldout_accuracy"], generator=generator)
+        space.close()
+    result.update(checkpoint=os.path.basename(checkpoint), feature_space=space.name,
+                  step=checkpoints.checkpoint_step(checkpoint), generator=generator)
+    if info:
+        result["classifier_heldout_accuracy"] = info["heldout_accuracy"]
     return result, checkpoint
 
 

@@ -91,7 +91,7 @@ def class_coverage(probabilities):
 
 
 # --- Evaluation ------------------------------------------------------------------------------
-def quality(classifier, generated, real, seed=0, real_outputs=None):
+def quality(classifier, generated, real, seed=0, real_outputs=None, generated_outputs=None):
     """All numbers for generated uint8 images against real uint8 images, and the real floor.
 
     Args:
@@ -102,7 +102,8 @@ def quality(classifier, generated, real, seed=0, real_outputs=None):
       generated, real: uint8 images of one shape; of another size than 32x32 both are resized
         to it first with the same filter.
       seed: the seed of the real halves and of KID's subsets.
-      real_outputs: classifier.predict of the resized `real`, when already known (a cache).
+      real_outputs, generated_outputs: classifier.predict of the resized `real` and
+        `generated`, when already known (a cache; near copies use them too).
 
     The floor compares two disjoint halves of `real` (each at most len(generated) images). KID's
     floor is 0: it is unbiased, and its standard deviation over subsets says its noise.
@@ -114,7 +115,7 @@ def quality(classifier, generated, real, seed=0, real_outputs=None):
         raise ValueError(f"generated images {generated.shape[1:]} and real ones "
                          f"{real.shape[1:]} differ in shape")
     image_size = generated.shape[1]
-    gen_probabilities, gen_features = classifier.predict(
+    gen_probabilities, gen_features = generated_outputs or classifier.predict(
         image_rows.resize(generated, data.IMAGE_SIZE))
     real_probabilities, real_features = real_outputs or classifier.predict(
         image_rows.resize(real, data.IMAGE_SIZE))
@@ -149,10 +150,15 @@ def selection_metric(num_real):
     return "kid" if num_real < BEST_BY_FRECHET_FROM else "frechet_distance"
 
 
+def real_rows(count, num, seed=0):
+    """The indices of `num` of `count` real images drawn without replacement (all of them if
+    there are fewer); the first n of a larger draw are the draw of n."""
+    return np.random.default_rng([seed, 3]).permutation(count)[:num]
+
+
 def real_images(dataset, num, seed=0):
     """num real images drawn without replacement (all of them if the dataset is smaller)."""
-    order = np.random.default_rng([seed, 3]).permutation(len(dataset.images))
-    return dataset.images[order[:num]]
+    return dataset.images[real_rows(len(dataset.images), num, seed)]
 
 
 def format_kid(result):

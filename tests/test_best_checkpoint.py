@@ -161,7 +161,8 @@ def test_eval_every_keeps_the_best_and_every_command_takes_it(data_dir, tmp_path
 
 def test_features_and_evaluate_say_in_one_line_that_a_run_has_no_best(two_epochs, capsys):
     before = snapshot(two_epochs)
-    for tool, extra in ((features, ["--labels", "10"]), (evaluate, []), (generate, [])):
+    for tool, extra in ((features, ["--labels", "10"]), (evaluate, ["--num", "8"]),
+                        (generate, [])):
         assert tool.main(["--run", str(two_epochs), "--checkpoint", "best", *extra]) == 1
         line = one_error_line(capsys.readouterr().err)
         assert "holds no best checkpoint" in line, tool

@@ -99,22 +99,42 @@ def test_a_labeled_folder_run_is_scored_during_and_after_training(tmp_path, quic
     assert {name: (run / name).read_bytes() for name in saved} == saved
 
 
-def test_a_folder_without_classes_trains_but_is_not_scored(tmp_path, capsys):
-    write_folder(str(tmp_path / "flat"), per_class=4, flat=True)
-    assert train.main(folder_run_args(tmp_path, "flat", "flat-run")) == 0
-    capsys.readouterr()
-    for tool in (evaluate, features):
-        assert tool.main(["--run", str(tmp_path / "flat-run")]) == 1
-        line = only_error_line(capsys.readouterr().err)
-        assert f"{tool.__name__}.py needs a labeled folder: the images of {tmp_path / 'flat'} " \
-               f"in sub-folders, one per class and at least two" in line
+def test_a_folder_without_classes_is_scored_in_the_fixed_feature_space(tmp_path, capsys):
+    write_folder(str(tmp_path / "flat"), per_class=4, flat=True)  # 12 images, no classes
+    run = tmp_path / "flat-run"
+    assert train.main(folder_run_args(tmp_path, "flat", "flat-run", "--eval-every", "1",
+                                      "--eval-num", "8")) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1 quality: Frechet distance" in out
+    assert "in the features of random-cnn-v1 (seed 0)" in out and "new best: epoch 1" in out
+    rows = [row for row in metrics.read_metrics(str(run / "metrics.csv"))
+            if "frechet_distance" in row]
+    assert len(rows) == 1 and set(rows[0]) == {"step", "epoch", "time", "frechet_distance",
+                                               "kid", "kid_std"}
+    assert (run / "quality.png").is_file()
+    cache = [name for name in os.listdir(tmp_path / "data" / "folders")]
+    assert len(cache) == 1 and [
+        name for name in os.listdir(tmp_path / "data" / "folders" / cache[0])
+        if name.startswith("features-")] == [
+        f"features-{run_directory.RunDir(str(run)).read_config()['data_fingerprint']}"
+        f"-random-cnn-v1-seed0.npz"]
 
-    write_folder(str(tmp_path / "one"), per_class=10, classes=("top",))  # one sub-folder
-    assert train.main(folder_run_args(tmp_path, "one", "one-run", "--eval-every", "1")) == 1
+    assert evaluate.main(["--run", str(run), "--num", "8"]) == 0
+    assert "in the features of random-cnn-v1 (seed 0)" in capsys.readouterr().out
+    result = json.loads((run / "evaluation.json").read_text())["1"]
+    assert result["feature_space"] == "random-cnn-v1 (seed 0)" and "classifier_score" not in result
+    assert result["frechet_distance"] > 0 and result["num_real"] == 8
+
+    saved = (run / "evaluation.json").read_bytes()
+    assert evaluate.main(["--run", str(run), "--num", "13"]) == 1
+    assert only_error_line(capsys.readouterr().err) == (
+        f"error: --num 13 is more than the 12 real images of {tmp_path / 'flat'} the generated "
+        f"ones are compared with; use at most 12")
+    assert features.main(["--run", str(run)]) == 1
     line = only_error_line(capsys.readouterr().err)
-    assert line.startswith(f"error: --eval-every needs a labeled folder: the images of "
-                           f"{tmp_path / 'one'} in sub-folders")
-    assert not os.path.exists(tmp_path / "one-run")  # refused before training: no run left
+    assert f"features.py needs a labeled folder: the images of {tmp_path / 'flat'} in " \
+           f"sub-folders, one per class and at least two" in line
+    assert (run / "evaluation.json").read_bytes() == saved
 
 
 def test_evaluate_and_features_work_from_another_folder(tmp_path, quick_classifier,
