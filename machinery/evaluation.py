@@ -6,7 +6,13 @@ import sys
 
 import data
 from machinery import (checkpoints, devices, errors, feature_cache, feature_spaces, image_rows,
-                       quality, results, run_directory, sampling)
+                       near_copies, pictures, quality, results, run_directory, sampling)
+
+# Near copies: each sample is compared with at most this many training images (a seeded draw of
+# a larger set, the real images scored among them), and at most NEAR_COPY_HELDOUT of those are
+# held out in turn.
+NEAR_COPY_TRAINING = 50_000
+NEAR_COPY_HELDOUT = 5_000
 
 
 def trained_data(config):
@@ -47,22 +53,55 @@ def evaluate_run(run, num, seed, checkpoint=None, raw=False):
     dataset, root, data_dir, verify = trained_data(config)
     check_num(num, dataset, root)
     generated, checkpoint, generator = sampling.sample_images(run, num, seed, checkpoint, raw)
+    generated = data.to_uint8(generated)
     space, info = feature_spaces.scorer(dataset, root, data_dir, verify=verify)
     try:
-        rows = quality.real_rows(len(dataset.images), num, seed)
+        # The real images scored are the first `num` of the training images compared with.
+        training = quality.real_rows(len(dataset.images), max(num, NEAR_COPY_TRAINING), seed)
         real_outputs = feature_cache.real_outputs(
             feature_cache.cache_path(dataset, root, data_dir, space.key, config.get("splits")),
-            dataset.images, rows, space.predict)
-        generated = data.to_uint8(generated)
-        result = quality.quality(space, generated, image_rows.read_rows(dataset.images, rows),
-                                 seed, real_outputs)
+            dataset.images, training, space.predict)
+        generated_outputs = space.predict(image_rows.resize(generated, data.IMAGE_SIZE))
+        result = quality.quality(space, generated, image_rows.read_rows(
+            dataset.images, training[:num]), seed, tuple(
+                None if part is None else part[:num] for part in real_outputs),
+            generated_outputs)
     finally:
         space.close()
     result.update(checkpoint=os.path.basename(checkpoint), feature_space=space.name,
                   step=checkpoints.checkpoint_step(checkpoint), generator=generator)
     if info:
         result["classifier_heldout_accuracy"] = info["heldout_accuracy"]
-    return result, checkpoint
+    heldout = min(len(training), NEAR_COPY_HELDOUT)
+    found = near_copies.near_copies(generated_outputs[1], real_outputs[1], heldout) \
+        if heldout >= near_copies.MIN_HELDOUT else None
+    return result, checkpoint, (found, generated, dataset.images, training)
+
+
+def near_copy_fields(found, training_rows):
+    """What evaluation.json keeps of near_copies' finding (training images by dataset row)."""
+    return {"flagged": found.num_flagged, "generated": found.num_generated,
+            "heldout": found.num_heldout, "training_images": len(training_rows),
+            "percentile": found.percentile, "threshold": found.threshold,
+            "expected_flagged": found.expected_flagged, "p_value": found.p_value,
+            "closest": [{"sample": sample, "training_image": int(training_rows[index]),
+                         "distance": distance}
+                        for sample, index, distance in found.closest_pairs]}
+
+
+def save_near_copies(run, near):
+    """Draws the closest pairs of near_copies' finding into near_copies.png.
+
+    Raises:
+      RunError: the picture cannot be written.
+    """
+    found, generated, images, training = near
+    samples = [sample for sample, _, _ in found.closest_pairs]
+    nearest = image_rows.read_rows(images, training[[index for _, index, _ in
+                                                     found.closest_pairs]])
+    errors.write_or_fail(run.near_copies_path, pictures.save_pairs_png, generated[samples],
+                         nearest, "closest samples (top) and their nearest training images",
+                         unsaved=f"the result is saved in {run.evaluation_path}")
 
 
 def evaluate(args):
@@ -71,7 +110,8 @@ def evaluate(args):
     run = run_directory.RunDir(args.run)
     devices.warn_if_gpu_unseen()
     try:
-        result, checkpoint = evaluate_run(run, args.num, args.seed, args.checkpoint, args.raw)
+        result, checkpoint, near = evaluate_run(run, args.num, args.seed, args.checkpoint,
+                                                args.raw)
     except data.DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -80,12 +120,19 @@ def evaluate(args):
         return error.exit_code
     print(f"{checkpoint}, {result['generator']}: {quality.format_quality(result)}",
           flush=True)  # before any save
+    found = near[0]
+    result["near_copies"] = near_copy_fields(found, near[3]) if found else None
+    print(near_copies.describe(found, run.near_copies_path) if found else
+          f"near copies: not measured (fewer than {near_copies.MIN_HELDOUT} real images to hold "
+          f"out)", flush=True)
     averaged = result["generator"].startswith("averaged")
     key = str(result["step"]) + ("-averaged" if averaged else "")
     try:
         results.add_evaluation(run, key, result)
+        print(f"wrote {run.evaluation_path}")
+        if found:
+            save_near_copies(run, near)
     except errors.RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    print(f"wrote {run.evaluation_path}")
     return 0

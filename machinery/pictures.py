@@ -70,6 +70,13 @@ def save_grid_png(path, images, columns, title=None):
     return save_figure(figure, path, dpi=DPI)
 
 
+def save_pairs_png(path, generated, nearest, title):
+    """Saves pairs of uint8 images as a PNG: `generated` in the top row, `nearest` (each one's
+    nearest training image) under it."""
+    images = data.scale(np.concatenate([generated, nearest]))
+    return save_grid_png(path, images, len(generated), title)
+
+
 def save_progress_gif(path, frame_paths, frame_seconds=0.5, cache=None):
     """Plays the PNGs of frame_paths in order as one looping animated GIF, written atomically.
     A frame of another size (a grid drawn by an older version) is scaled to the last one's.

@@ -9,8 +9,9 @@
   samples/progress.gif        those grids played in order, a frame per epoch
   losses.png, quality.png     plots of metrics.csv (pictures.py)
   checkpoints/                model-<step>.index / .data-*: weights, Adam state, run position
-                              (checkpoints.py)
+                              (checkpoints.py); with --eval-every best-<step> and best.json
   evaluation.json             evaluate.py's results, by step (results.py)
+  near_copies.png             evaluate.py's closest pairs of a sample and a training image
   features.json               features.py's classification results (results.py)
 Every file is replaced atomically (durable.atomic_write), so a killed process leaves the old one.
 
@@ -47,6 +48,7 @@ class RunDir:
         self.quality_plot_path = os.path.join(self.path, "quality.png")
         self.progress_gif_path = os.path.join(self.samples_dir, "progress.gif")
         self.features_path = os.path.join(self.path, "features.json")
+        self.near_copies_path = os.path.join(self.path, "near_copies.png")
 
     @property
     def shown(self):

@@ -43,6 +43,11 @@ def test_eval_every_adds_quality_to_metrics_and_evaluate_py_reports(tmp_path, fa
     assert report["3"]["num_generated"] == 100 and report["3"]["checkpoint"] == "model-3"
     assert 1.0 <= report["3"]["real_classifier_score"] <= 10.0
     assert report["3"]["kid"] > 0 and report["3"]["kid_subset_size"] == 100
+    near = report["3"]["near_copies"]  # all 5,000 digits, each held out in turn
+    assert (near["generated"], near["heldout"], near["training_images"]) == (100, 5000, 5000)
+    assert len(near["closest"]) == 10 and 0 <= near["p_value"] <= 1
+    assert f"near copies: {near['flagged']} of 100 samples (" in capsys.readouterr().out
+    assert (run / "near_copies.png").is_file()
     assert evaluate.main(["--run", str(tmp_path / "missing")]) == 1
     assert "not found" in capsys.readouterr().err
 
@@ -73,7 +78,8 @@ def test_a_labeled_folder_run_is_scored_during_and_after_training(tmp_path, quic
 
     assert evaluate.main(["--run", str(run), "--num", "8"]) == 0
     out = capsys.readouterr().out
-    assert "training" not in out  # the classifier --eval-every trained, from its cache
+    assert "training the" not in out  # the classifier --eval-every trained, from its cache
+    assert "near copies: " in out and (run / "near_copies.png").is_file()
     result = json.loads((run / "evaluation.json").read_text())["3"]
     assert result["num_classes"] == 3 and result["num_generated"] == 8
     assert 1.0 <= result["real_classifier_score"] <= 3.0
