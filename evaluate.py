@@ -4,7 +4,10 @@ Scores images generated from a run's checkpoint with a classifier trained on the
 images (quality.py says what each number means), prints them and adds them, by step, to the run's
 evaluation.json. A run of --dataset folder is scored with a classifier of the folder's classes (its
 sub-folders; machinery/classifiers.py), on the folder loaded again through its cache and
-refused if it changed since the run trained on it; a flat folder has no classes to score with.
+refused if it changed since the run trained on it; a flat folder, which has no classes, is
+scored in a fixed feature space (machinery/feature_spaces.py). It also counts near copies (samples
+nearer a training image than real images are; near_copies.png) and, with --inception-graph, gives
+the papers' FID and KID in TTUR's Inception features.
 """
 import sys
 
@@ -20,6 +23,15 @@ def build_parser():
                                           quality.IMAGES_WHY), default=quality.DEFAULT_NUM,
         help="generated images, and real images compared with them")
     add("--seed", type=options.SEED, default=0, help="seed of the z and the real draw")
+    group = parser.add_argument_group(
+        "the papers' FID: TTUR's frozen Inception graph, classify_image_graph_def.pb of "
+        "inception-2015-12-05.tgz (pool_3, 2,048 features; slow on a CPU)")
+    which = group.add_mutually_exclusive_group()
+    which.add_argument("--inception-graph", metavar="FILE", default=None,
+                       help="also give FID and KID in that graph's features")
+    which.add_argument("--download-inception", action="store_true",
+                       help="the same with the graph kept in the run's data folder "
+                            "(<data-dir>/inception/), its archive downloaded once if missing")
     return parser
 
 

@@ -6,7 +6,8 @@ import sys
 
 import data
 from machinery import (checkpoints, devices, errors, feature_cache, feature_spaces, image_rows,
-                       near_copies, pictures, quality, results, run_directory, sampling)
+                       inception, kid, near_copies, pictures, quality, results, run_directory,
+                       sampling, sessions)
 
 # Near copies: each sample is compared with at most this many training images (a seeded draw of
 # a larger set, the real images scored among them), and at most NEAR_COPY_HELDOUT of those are
@@ -41,7 +42,45 @@ def check_num(num, dataset, root):
                               f"most {len(dataset.images):,}")
 
 
-def evaluate_run(run, num, seed, checkpoint=None, raw=False):
+def open_inception(data_dir, graph=None, download=False):
+    """TTUR's Inception graph (inception.InceptionFeatures): the file `graph`, or with
+    `download` the data folder's copy, fetched once; None when neither is asked for.
+
+    Raises:
+      inception.InceptionGraphError: a missing, broken or other graph (one line).
+    """
+    if download:
+        graph, md5 = inception.graph_in_data_dir(data_dir)
+    elif graph:
+        md5 = None
+    else:
+        return None
+    return inception.InceptionFeatures(graph, expected_md5=md5,
+                                       session_config=sessions.session_config())
+
+
+def inception_numbers(net, generated, real_rows, seed, dataset, cache_path):
+    """The papers' FID and KID: in the Inception graph's pool_3 features, the real images' kept
+    in the feature cache (the images as the run has them; the graph resizes to 299)."""
+    real = feature_cache.real_outputs(cache_path, dataset.images, real_rows, net.predict,
+                                      size=None)[1]
+    features = net.predict(generated)[1]
+    kid_mean, kid_std = kid.kernel_distance(features, real, seed=seed)
+    return {"frechet_distance": quality.frechet_distance(features, real), "kid": kid_mean,
+            "kid_std": kid_std, "kid_subsets": kid.NUM_SUBSETS,
+            "kid_subset_size": min(len(features), len(real), kid.SUBSET_SIZE),
+            "feature_space": net.name, "graph": os.path.abspath(net.path), "graph_md5": net.md5,
+            "num_generated": len(features), "num_real": len(real)}
+
+
+def format_inception(numbers):
+    return (f"Inception's FID {numbers['frechet_distance']:.3f} and "
+            f"{quality.format_kid(numbers)}: the papers' numbers, in the pool_3 features of "
+            f"TTUR's {inception.GRAPH_FILE} (MD5 {numbers['graph_md5']}), "
+            f"{numbers['num_generated']:,} generated against {numbers['num_real']:,} real images")
+
+
+def evaluate_run(run, num, seed, checkpoint=None, raw=False, graph=None, download=False):
     """Quality of `num` images from the run's checkpoint against as many real ones: (result dict
     with the checkpoint, its step, the feature space and, for a classifier, its held-out
     accuracy; checkpoint path).
@@ -52,8 +91,17 @@ def evaluate_run(run, num, seed, checkpoint=None, raw=False):
     config = run.read_config()
     dataset, root, data_dir, verify = trained_data(config)
     check_num(num, dataset, root)
-    generated, checkpoint, generator = sampling.sample_images(run, num, seed, checkpoint, raw)
-    generated = data.to_uint8(generated)
+    net = open_inception(data_dir, graph, download)  # a broken file: refused before any work
+    try:
+        generated, checkpoint, generator = sampling.sample_images(run, num, seed, checkpoint, raw)
+        generated = data.to_uint8(generated)
+        if net:
+            numbers = inception_numbers(
+                net, generated, quality.real_rows(len(dataset.images), num, seed), seed, dataset,
+                feature_cache.cache_path(dataset, root, data_dir, net.key, config.get("splits")))
+    finally:
+        if net:
+            net.close()
     space, info = feature_spaces.scorer(dataset, root, data_dir, verify=verify)
     try:
         # The real images scored are the first `num` of the training images compared with.
@@ -72,6 +120,8 @@ def evaluate_run(run, num, seed, checkpoint=None, raw=False):
                   step=checkpoints.checkpoint_step(checkpoint), generator=generator)
     if info:
         result["classifier_heldout_accuracy"] = info["heldout_accuracy"]
+    if net:
+        result["inception"] = numbers
     heldout = min(len(training), NEAR_COPY_HELDOUT)
     found = near_copies.near_copies(generated_outputs[1], real_outputs[1], heldout) \
         if heldout >= near_copies.MIN_HELDOUT else None
@@ -111,8 +161,9 @@ def evaluate(args):
     devices.warn_if_gpu_unseen()
     try:
         result, checkpoint, near = evaluate_run(run, args.num, args.seed, args.checkpoint,
-                                                args.raw)
-    except data.DatasetError as error:
+                                                args.raw, args.inception_graph,
+                                                args.download_inception)
+    except (data.DatasetError, inception.InceptionGraphError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except errors.RunError as error:
@@ -120,6 +171,8 @@ def evaluate(args):
         return error.exit_code
     print(f"{checkpoint}, {result['generator']}: {quality.format_quality(result)}",
           flush=True)  # before any save
+    if "inception" in result:
+        print(format_inception(result["inception"]), flush=True)
     found = near[0]
     result["near_copies"] = near_copy_fields(found, near[3]) if found else None
     print(near_copies.describe(found, run.near_copies_path) if found else

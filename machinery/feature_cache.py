@@ -75,18 +75,18 @@ def _write(path, rows, features, probabilities, log):
             f"are used all the same, and computed again next time")
 
 
-def real_outputs(path, images, rows, predict, log=print):
-    """predict(the 32x32 images of `rows` of `images`) -- (probabilities or None, features) --
-    with the rows the file at `path` holds read from it and only the others computed (then all
-    kept in it). `images` may be a memory-mapped folder cache: the rows are read a chunk at a
-    time."""
+def real_outputs(path, images, rows, predict, log=print, size=data.IMAGE_SIZE):
+    """predict(the images of `rows` of `images`, resized to `size`, None: as they are) --
+    (probabilities or None, features) -- with the rows the file at `path` holds read from it and
+    only the others computed (then all kept in it). `images` may be a memory-mapped folder
+    cache: the rows are read a chunk at a time."""
     rows = np.asarray(rows, np.int64)
     stored = _read(path, log)
     known_rows = stored[0] if stored else np.zeros(0, np.int64)
     missing = np.setdiff1d(rows, known_rows)
     if len(missing):
         computed = [predict(image_rows.read_rows(images, missing[start:start + COMPUTE_CHUNK],
-                                                 data.IMAGE_SIZE))
+                                                 size))
                     for start in range(0, len(missing), COMPUTE_CHUNK)]
         new_features = np.concatenate([features for _, features in computed])
         new_probabilities = None if computed[0][0] is None else \
