@@ -1,0 +1,77 @@
+"""studies.py, the measurements docs/quality.md publishes: rank correlations, the ladder of worse
+images, an --eval-every run's curve, and the spaces and sample-size studies on a small run."""
+import json
+
+import numpy as np
+import pytest
+
+import train
+from machinery import checkpoints, classifiers, durable, metrics, run_directory, studies
+from test_folder_quality import argv, write_folder
+
+
+def test_rank_correlations():
+    assert studies.correlations([1, 2, 3, 4], [10, 20, 30, 40]) == (1.0, 1.0)
+    assert studies.correlations([1, 2, 3, 4], [4, 3, 2, 1]) == (-1.0, -1.0)
+    assert studies.correlations([1, 2], [1, 2]) is None
+
+
+def test_the_ladder_makes_each_condition_worse_than_the_last():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (60, 32, 32, 1), np.uint8)
+    labels = np.arange(60) % 10
+    conditions = studies.ladder_conditions(images, labels, 20, np.random.default_rng(1))
+    assert list(conditions) == ["real", "noise 8", "noise 24", "noise 64", "blur 0.5", "blur 1.0",
+                                "blur 2.0", "5 classes", "2 classes", "1 classes"]
+    assert all(found.shape == (20, 32, 32, 1) and found.dtype == np.uint8
+               for found in conditions.values())
+    changed = [np.abs(conditions[name].astype(float) - images[:20]).mean()
+               for name in ("noise 8", "noise 24", "noise 64")]
+    assert changed[0] < changed[1] < changed[2]
+    spread = [conditions[f"blur {radius}"].std() for radius in (0.5, 1.0, 2.0)]
+    assert spread[0] > spread[1] > spread[2]
+    flat = images.reshape(60, -1)
+    kept = {name: {int(labels[np.flatnonzero((flat == image.reshape(-1)).all(axis=1))[0]])
+                   for image in conditions[name]}
+            for name in ("5 classes", "2 classes", "1 classes")}
+    assert kept["1 classes"] == {0} and kept["2 classes"] <= {0, 1} and kept["5 classes"] <= set(
+        range(5))
+
+
+def test_the_curve_of_an_eval_every_run_marks_its_best(tmp_path):
+    run = run_directory.RunDir(str(tmp_path))
+    metrics.write_metrics(run.metrics_path, [
+        {"step": 4, "epoch": 1, "d_loss": 1.0, "g_loss": 1.0},
+        {"step": 4, "epoch": 1, "classifier_score": 2.0, "frechet_distance": 90.0, "kid": 0.5,
+         "kid_std": 0.1},
+        {"step": 8, "epoch": 2, "classifier_score": 3.0, "frechet_distance": 60.0, "kid": 0.25,
+         "kid_std": 0.1}])
+    (tmp_path / "checkpoints").mkdir()
+    durable.write_json(str(tmp_path / "checkpoints" / checkpoints.BEST_RECORD),
+                       {"checkpoint": "best-8", "step": 8, "epoch": 2, "metric": "kid",
+                        "value": 0.25})
+    lines = studies.curve_lines(run)
+    assert len(lines) == 4 and lines[2].endswith("<- best") and "<-" not in lines[1]
+    assert lines[3] == "best: epoch 2, step 8, KID 0.2500 (best-8)"
+
+
+@pytest.mark.slow
+def test_the_spaces_and_sample_size_studies_on_a_small_labeled_folder(tmp_path, monkeypatch,
+                                                                     capsys):
+    monkeypatch.setattr(classifiers, "FOLDER_CLASSIFIER_STEPS", 40)
+    write_folder(str(tmp_path / "pictures"))  # 30 images of 3 classes: 3 steps of 8 an epoch
+    assert train.main(argv(tmp_path, "pictures", "run", "--epochs", "3")) == 0
+    items = [f"{tmp_path / 'run'}@model-{step}" for step in (3, 6, 9)]
+    out = str(tmp_path / "spaces.json")
+    assert studies.main(["spaces", *items, "--num", "8", "--out", out]) == 0
+    found = json.loads(open(out).read())
+    assert [row["run"] for row in found["rows"]] == items
+    assert set(found["correlations"]) == {"random-cnn-v1 (seed 0)", "pixels-v1 (seed 0)"}
+    for row in found["rows"]:
+        assert 1.0 <= row["class-based"]["classifier_score"] <= 3.0
+        assert row["random-cnn-v1 (seed 0)"]["frechet_distance"] > 0
+    assert "rank correlation with the class-based numbers:" in capsys.readouterr().out
+    assert studies.main(["sample-sizes", "--run", str(tmp_path / "run"), "--sizes", "4,8",
+                         "--repeats", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "     4       real" in out and "     8  generated" in out
