@@ -168,3 +168,20 @@ def test_features_and_evaluate_say_in_one_line_that_a_run_has_no_best(two_epochs
         assert "holds no best checkpoint" in line, tool
     assert snapshot(two_epochs) == before
     np.testing.assert_equal(checkpoints.best_record(str(two_epochs / "checkpoints")), None)
+
+
+@pytest.mark.slow
+def test_evaluating_and_keeping_the_best_change_no_training_number(data_dir, tmp_path,
+                                                                   monkeypatch):
+    from test_train import checkpoint_values
+
+    monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "svhn", (("train",), ("train",), 1))
+    plain, evaluated = tmp_path / "plain", tmp_path / "evaluated"
+    assert train.main(argv(data_dir, plain, "--epochs", "2", "--deterministic")) == 0
+    assert train.main(argv(data_dir, evaluated, "--epochs", "2", "--deterministic",
+                           "--eval-every", "1", "--eval-num", "8")) == 0
+    expected, got = checkpoint_values(str(plain)), checkpoint_values(str(evaluated))
+    assert expected.keys() == got.keys()
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    assert (evaluated / "checkpoints" / "best.json").is_file()
