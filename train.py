@@ -135,8 +135,10 @@ def build_parser():
     add("--raw", action="store_true",
         help="with --g-ema, draw the grids and evaluations from the trained weights instead")
     add("--eval-every", type=EVAL_EVERY, default=0,
-        help="every this many epochs, measure sample quality (evaluate.py's classifier score, "
-             "Frechet distance, class coverage); 0: never")
+        help="every this many epochs, measure sample quality (evaluate.py's numbers: "
+             "classifier score, Frechet distance, KID, class coverage; a flat folder's in a "
+             "fixed feature space) and keep the best checkpoint as checkpoints/best-<step>; "
+             "0: never")
     add("--eval-num", type=EVAL_NUM, default=quality.DEFAULT_NUM,
         help="generated images per evaluation, compared with as many real ones")
 

@@ -24,9 +24,14 @@ import sys
 import numpy as np
 import scipy.stats
 
-import data
-from machinery import (evaluation, feature_cache, feature_spaces, image_rows, inception, kid,
-                       metrics, quality, run_directory, sampling)
+from machinery import quiet_start
+
+if __name__ == "__main__":
+    quiet_start.import_tensorflow()  # TensorFlow's start-up chatter kept off the terminal
+
+import data  # noqa: E402  (TensorFlow: after the filter)
+from machinery import (evaluation, feature_cache, feature_spaces, image_rows,  # noqa: E402
+                       inception, kid, metrics, quality, run_directory, sampling)
 
 
 def correlations(reference, values):
