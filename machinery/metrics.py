@@ -114,9 +114,9 @@ def _parse_metrics(path):
 def read_metrics(path):
     """The rows of the metrics.csv at `path` (a RunDir's metrics_path) as dicts: step and epoch
     ints, the rest floats, empty fields left out; none when there is no file. Every layout a
-    version of train.py wrote is read (FIRST_ and SECOND_METRIC_FIELDS too). The file is read line by line,
-    with no quoting: a damaged line (cut short by a kill, garbage, a stray quote, NULs, not
-    UTF-8, overlong) costs that line only, with a note."""
+    version of train.py wrote is read (FIRST_ and SECOND_METRIC_FIELDS too). The file is read
+    line by line, with no quoting: a damaged line (cut short by a kill, garbage, a stray quote,
+    NULs, not UTF-8, overlong) costs that line only, with a note."""
     rows, damaged = _parse_metrics(path)
     if damaged:
         print(f"{path}: skipped {len(damaged)} damaged line(s) "

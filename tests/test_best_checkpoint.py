@@ -159,6 +159,7 @@ def test_eval_every_keeps_the_best_and_every_command_takes_it(data_dir, tmp_path
     assert result["checkpoint"] == f"best-{best['step']}"
 
 
+@pytest.mark.slow
 def test_features_and_evaluate_say_in_one_line_that_a_run_has_no_best(two_epochs, capsys):
     before = snapshot(two_epochs)
     for tool, extra in ((features, ["--labels", "10"]), (evaluate, ["--num", "8"]),
