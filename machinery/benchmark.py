@@ -249,7 +249,7 @@ def measure_layers(args, precisions, channels_list):
     results = []
     for precision, channels in itertools.product(precisions, channels_list):
         for name, kind, shape, out_channels, rewrite in rewrite_candidates(args.image_size,
-                                                                             channels):
+                                                                           channels):
             seconds = time_layer(kind, shape, out_channels, rewrite, precision, args)
             ratio = seconds["native"] / seconds["rewritten"]
             print(f"image_size={args.image_size} {precision} {name} "

@@ -67,7 +67,7 @@ def build_graph(args, output_dim, engine, agreed=(0, 0)):
         chief_values = strategies.chief_values_op(engine.strategy, checkpointed) \
             if several else None
         stop_request, stop_votes = strategies.vote_op(engine.strategy) if several else (None,
-                                                                                         None)
+                                                                                        None)
     graph.finalize()  # nothing may add ops in the loop (a classic TF1 slow-down)
     return RunGraph(graph, model, fixed_z, epoch, batch_index, position, save_position, saver,
                     checkpointed, init, chief_values, agreement, agreed, stop_request,

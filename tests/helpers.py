@@ -5,6 +5,7 @@ graphs trained on one device and on several."""
 import csv
 import gzip
 import hashlib
+import http.server
 import importlib
 import io
 import os
@@ -12,6 +13,7 @@ import struct
 import subprocess
 import sys
 import tarfile
+import threading
 
 import numpy as np
 import pytest
@@ -371,3 +373,38 @@ def assert_matches_one_device(one, two):
         elif name.startswith(("discriminator/", "generator/", "g_ema/")):
             moved_otherwise = np.abs(value - two[name]) >= WEIGHT_STEPS * LEARNING_RATE
             assert moved_otherwise.mean() <= FLIPPED_WEIGHTS, (name, int(moved_otherwise.sum()))
+
+
+class LocalServer:
+    """A stand-in for the dataset hosts on 127.0.0.1: serves `files`, 404 for the rest."""
+
+    def __init__(self, files):
+        files_ = files
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = files_.get(self.path.rsplit("/", 1)[-1])
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def folder_run_args(tmp_path, folder="pictures", out="run", *extra):
+    return ["--dataset", "folder", "--images", str(tmp_path / folder), "--data-dir",
+            str(tmp_path / "data"), "--out", str(tmp_path / out), "--image-size", "16",
+            "--batch-size", "8", "--sample-grid", "2", "--epochs", "1", *extra]

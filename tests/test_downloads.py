@@ -2,44 +2,13 @@
 dataset hosts on 127.0.0.1: mirrors tried in turn, the MD5 checked, nothing left behind by a
 failure, a message naming the URL and the path, the usual permissions, never downloaded twice."""
 import hashlib
-import http.server
 import os
-import threading
 
 import pytest
 
 import data
 from machinery import downloads
-from helpers import write_mnist_split
-
-
-class LocalServer:
-    """A stand-in for the dataset hosts on 127.0.0.1: serves `files`, 404 for the rest."""
-
-    def __init__(self, files):
-        files_ = files
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                body = files_.get(self.path.rsplit("/", 1)[-1])
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+from helpers import LocalServer, write_mnist_split
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import evaluate
 import features
 import train
 from machinery import classifiers, feature_svm, metrics, run_directory
-from helpers import only_error_line, write_folder
+from helpers import folder_run_args, only_error_line, write_folder
 
 pytestmark = pytest.mark.slow
 
@@ -53,12 +53,6 @@ def test_eval_every_adds_quality_to_metrics_and_evaluate_py_reports(tmp_path, fa
 
 
 # --- The commands on folder runs -----------------------------------------------------------------
-def folder_run_args(tmp_path, folder="pictures", out="run", *extra):
-    return ["--dataset", "folder", "--images", str(tmp_path / folder), "--data-dir",
-            str(tmp_path / "data"), "--out", str(tmp_path / out), "--image-size", "16",
-            "--batch-size", "8", "--sample-grid", "2", "--epochs", "1", *extra]
-
-
 def test_a_labeled_folder_run_is_scored_during_and_after_training(tmp_path, quick_classifier,
                                                                   capsys):
     write_folder(str(tmp_path / "pictures"))

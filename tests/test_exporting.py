@@ -167,7 +167,8 @@ def test_graph_pixels_equal_to_uint8_at_every_level_boundary(graph):
     np.testing.assert_array_equal(pixels, data.to_uint8(images))
 
 
-@pytest.mark.parametrize("raw, seed", [(False, 0), (False, 3), (True, 0)])
+@pytest.mark.parametrize("raw, seed", [(False, 0), pytest.param(False, 3, marks=pytest.mark.slow),
+                                       pytest.param(True, 0, marks=pytest.mark.slow)])
 def test_the_saved_model_gives_generate_pixels_at_any_batch(fresh_run, tmp_path, z, raw, seed):
     made = exporting.export_run(str(fresh_run), str(tmp_path / "model"), seed=seed, raw=raw)
     expected = expected_pixels(fresh_run, z, seed, raw)

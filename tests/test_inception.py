@@ -15,8 +15,7 @@ import tensorflow as tf
 import evaluate
 import fake_inception
 from machinery import classifiers, inception
-from test_data import LocalServer
-from test_faults import one_error_line, snapshot
+from helpers import LocalServer, one_error_line, snapshot
 
 tf1 = tf.compat.v1
 ONE_THREAD = tf1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
@@ -85,7 +84,7 @@ def test_bad_images(extractor, bad, match):
 
 def test_every_broken_file_is_one_line(tmp_path, graph_path):
     assert_one_line_error(str(tmp_path / "absent.pb"), "cannot read the Inception graph .* "
-                                                      "download http.*inception-2015-12-05.tgz")
+                          "download http.*inception-2015-12-05.tgz")
     random = np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes()
     assert_one_line_error(write(tmp_path, random), "not a TensorFlow GraphDef|no 'ExpandDims'")
     assert_one_line_error(write(tmp_path, b"<html>404 Not Found</html>"),
@@ -154,14 +153,14 @@ def test_the_archive_is_fetched_once_checked_and_its_md5_recorded(tmp_path, serv
 
 
 def test_offline_or_another_archive_is_one_line_naming_where_to_get_it(tmp_path, served,
-                                                                        monkeypatch):
+                                                                       monkeypatch):
     server, archive, _ = served
     with pytest.raises(inception.InceptionGraphError, match="not found and downloading is off: "
-                                                           "download http"):
+                       "download http"):
         inception.graph_in_data_dir(str(tmp_path), download=False)
     monkeypatch.setattr(inception, "ARCHIVE_URL", "http://127.0.0.1:9/")  # nothing listens
     with pytest.raises(inception.InceptionGraphError, match="cannot fetch the Inception graph "
-                                                           ".*inception-2015-12-05.tgz") as error:
+                       ".*inception-2015-12-05.tgz") as error:
         inception.graph_in_data_dir(str(tmp_path))
     assert "\n" not in str(error.value) and os.listdir(tmp_path / "inception") == []
     monkeypatch.setattr(inception, "ARCHIVE_URL", server.url)
@@ -174,8 +173,8 @@ def test_offline_or_another_archive_is_one_line_naming_where_to_get_it(tmp_path,
 # --- evaluate.py --inception-graph -----------------------------------------------------------
 @pytest.mark.slow
 def test_evaluate_gives_inceptions_numbers_and_refuses_a_broken_graph(two_epochs, tmp_path,
-                                                                     graph_path, capsys,
-                                                                     monkeypatch):
+                                                                      graph_path, capsys,
+                                                                      monkeypatch):
     monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "svhn", (("train",), ("train",), 1))
     run = tmp_path / "run"
     shutil.copytree(two_epochs, run)

@@ -52,6 +52,7 @@ def test_a_row_of_each_layout_is_read_by_its_number_of_fields():
                                      + b"\n") is None
 
 
+@pytest.mark.slow
 def test_resuming_a_first_version_run_keeps_its_metrics_history(data_dir, run, capsys):
     shutil.copyfile(FIRST_METRICS, run / "metrics.csv")
     old = {row["step"]: row for row in metrics.read_metrics(str(run / "metrics.csv"))}

@@ -7,7 +7,7 @@ import pytest
 
 import train
 from machinery import checkpoints, classifiers, durable, metrics, run_directory, studies
-from test_folder_quality import argv, write_folder
+from helpers import folder_run_args, write_folder
 
 
 def test_rank_correlations():
@@ -60,7 +60,7 @@ def test_the_spaces_and_sample_size_studies_on_a_small_labeled_folder(tmp_path, 
                                                                      capsys):
     monkeypatch.setattr(classifiers, "FOLDER_CLASSIFIER_STEPS", 40)
     write_folder(str(tmp_path / "pictures"))  # 30 images of 3 classes: 3 steps of 8 an epoch
-    assert train.main(argv(tmp_path, "pictures", "run", "--epochs", "3")) == 0
+    assert train.main(folder_run_args(tmp_path, "pictures", "run", "--epochs", "3")) == 0
     items = [f"{tmp_path / 'run'}@model-{step}" for step in (3, 6, 9)]
     out = str(tmp_path / "spaces.json")
     assert studies.main(["spaces", *items, "--num", "8", "--out", out]) == 0
