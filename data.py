@@ -54,6 +54,10 @@ CIFAR10_MEMBERS = {  # split -> the archive's members holding it, 10,000 records
 _CIFAR10_RECORD = 1 + 32 * 32 * 3  # a label byte, then the red, green and blue planes, row-major
 DATASETS = ("svhn", "mnist", "mnist-sample", "cifar10")
 NUM_CLASSES = 10  # of every named dataset: ten digits, or CIFAR-10's ten kinds of object
+_DIGITS = tuple(str(digit) for digit in range(10))  # SVHN's 10 is the digit 0, relabelled so
+CLASS_NAMES = {"svhn": _DIGITS, "mnist": _DIGITS, "mnist-sample": _DIGITS,
+               "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                           "horse", "ship", "truck")}
 # SVHN trains on train + test as the notebook does; CIFAR-10 on its 50,000 training images only,
 # the GAN benchmark's protocol (pytorch/examples, TF-GAN), keeping test unseen for the
 # classifier's held-out accuracy and features.py's strict protocol.
@@ -77,6 +81,14 @@ Dataset.__doc__ = """images: uint8 (N, size, size, C), 32 unless resized; labels
 0..9 (a folder's: its classes' indices, or None for a flat folder); for a folder also classes (the
 sub-folder names or None), fingerprint (image_folder.fingerprint) and changes (what changed in it
 since its cache was built, or None)."""
+
+
+def class_names(dataset):
+    """The names of a Dataset's classes, by index: a named dataset's, a labeled folder's
+    sub-folders; None for a flat folder (no labels)."""
+    if dataset.name == FOLDER:
+        return list(dataset.classes) if dataset.classes and dataset.labels is not None else None
+    return list(CLASS_NAMES[dataset.name])
 
 
 def channels(name):

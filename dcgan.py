@@ -18,7 +18,8 @@ import collections
 import tensorflow as tf
 
 from machinery import layers
-from machinery.hyperparameters import (ALPHA, BASE_SIDE, BETA1, BN_MOMENTUM, IMAGE_SIZE,
+from machinery.hyperparameters import (ALPHA, BASE_SIDE, BETA1, BN_MOMENTUM, CLASS_EMBEDDING_SIZE,
+                                       CLASS_EMBEDDING_STDDEV, IMAGE_SIZE, INIT_STDDEV,
                                        LEARNING_RATE, SMOOTH, discriminator_filters,
                                        generator_filters, image_size_problem)
 
@@ -52,8 +53,9 @@ def check_smooth(smooth):
 # --- The networks ----------------------------------------------------------------------------
 def generator(z, output_dim, reuse=False, training=True, precision="float32",
               implementation=None, stats_momentum=BN_MOMENTUM, image_size=IMAGE_SIZE,
-              sync_batch_norm=False):
-    """Maps z to a batch of `image_size` x `image_size` images in [-1, 1].
+              sync_batch_norm=False, labels=None, num_classes=None):
+    """Maps z (and, conditional, a class) to a batch of `image_size` x `image_size` images in
+    [-1, 1].
 
     The layers come from hyperparameters.generator_filters(image_size). At 32: dense -> 4x4x512
     -> BN, ReLU -> deconv 8x8x256 -> BN, ReLU -> deconv 16x16x128 -> BN, ReLU -> deconv
@@ -74,13 +76,16 @@ def generator(z, output_dim, reuse=False, training=True, precision="float32",
       image_size: the side of the images (hyperparameters.image_size_problem says which work).
       sync_batch_norm: in training mode under a tf.distribute strategy, normalize with the
         statistics of all replicas' batches together.
+      labels, num_classes: a conditional generator's int32 classes [batch], of `num_classes`:
+        z is joined with a learned embedding of the class (CLASS_EMBEDDING_SIZE values).
 
     Returns:
       A float32 tensor [batch, image_size, image_size, output_dim] in [-1, 1].
 
     Raises:
       ValueError: z is not of rank 2 with a known last dimension, output_dim is not a positive
-        integer, image_size cannot be built, or precision is unknown.
+        integer, image_size cannot be built, precision is unknown, or labels come without a
+        positive num_classes.
     """
     check_positive_int(output_dim, "output_dim")
     check_image_size(image_size)
@@ -88,10 +93,14 @@ def generator(z, output_dim, reuse=False, training=True, precision="float32",
         raise ValueError(f"z must have shape [batch, z_dim] with a known z_dim, got {z.shape}")
     dtype = layers.compute_dtype(precision)
     implementation = layers.convolution_implementation(implementation)
+    _check_labels(labels, num_classes)
     with tf1.variable_scope(GENERATOR_SCOPE, reuse=reuse):
         base_filters, *hidden_filters = generator_filters(image_size)
-        x = layers.dense(tf.cast(z, dtype), BASE_SIDE * BASE_SIDE * base_filters, "dense1",
-                         use_bias=False)
+        x = tf.cast(z, dtype)
+        if labels is not None:
+            x = tf.concat([x, layers.class_embedding(labels, num_classes, CLASS_EMBEDDING_SIZE,
+                                                     "class", CLASS_EMBEDDING_STDDEV, dtype)], 1)
+        x = layers.dense(x, BASE_SIDE * BASE_SIDE * base_filters, "dense1", use_bias=False)
         x = tf.reshape(x, [-1, BASE_SIDE, BASE_SIDE, base_filters])
         x = tf.nn.relu(layers.batch_norm(x, training, "bn1", momentum=stats_momentum,
                                          sync=sync_batch_norm))
@@ -108,8 +117,10 @@ def generator(z, output_dim, reuse=False, training=True, precision="float32",
 
 
 def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32",
-                  update_moving_stats=True, implementation=None, sync_batch_norm=False):
-    """Scores a batch of images: the probability that each is real, and its logit.
+                  update_moving_stats=True, implementation=None, sync_batch_norm=False,
+                  labels=None, num_classes=None):
+    """Scores a batch of images (and, conditional, their classes): the probability that each is
+    real, and its logit.
 
     The layers come from hyperparameters.discriminator_filters of the images' side. At 32: conv
     64 -> leaky ReLU -> conv 128 -> BN, leaky ReLU -> conv 256 -> BN, leaky ReLU -> flatten ->
@@ -125,6 +136,9 @@ def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32
         UPDATE_OPS. The training graph lets only the pass over real images update them, so each
         step updates them once, in a fixed order.
       implementation, sync_batch_norm: as in `generator`.
+      labels, num_classes: a conditional discriminator's classes of the images: a projection
+        discriminator (Miyato & Koyama 2018), whose logit gains <V[label], phi(x)>, phi(x) the
+        flattened last features and V a learned [num_classes, |phi|] table.
 
     Returns:
       (probability, logits): two float32 tensors of shape [batch, 1].
@@ -136,9 +150,15 @@ def discriminator(x, reuse=False, alpha=ALPHA, training=True, precision="float32
     _check_image_shape(x)
     if not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+    _check_labels(labels, num_classes)
     _, logits = _discriminator_layers(x, reuse, alpha, training, precision, update_moving_stats,
-                                      implementation, sync_batch_norm)
+                                      implementation, sync_batch_norm, labels, num_classes)
     return tf.sigmoid(logits), logits
+
+
+def _check_labels(labels, num_classes):
+    if labels is not None:
+        check_positive_int(num_classes, "num_classes")
 
 
 def _check_image_shape(x):
@@ -154,7 +174,7 @@ def _check_image_shape(x):
 
 
 def _discriminator_layers(x, reuse, alpha, training, precision, update_moving_stats,
-                          implementation, sync_batch_norm=False):
+                          implementation, sync_batch_norm=False, labels=None, num_classes=None):
     """The discriminator's layers: ([each convolutional layer's output, after leaky ReLU, in the
     compute dtype], float32 logits [batch, 1])."""
     dtype = layers.compute_dtype(precision)
@@ -172,6 +192,10 @@ def _discriminator_layers(x, reuse, alpha, training, precision, update_moving_st
             activations.append(h)
         flat = tf.reshape(h, [-1, h.shape[1] * h.shape[2] * h.shape[3]])
         logits = tf.cast(layers.dense(flat, 1, "logits"), tf.float32)
+        if labels is not None:  # the projection: the class's vector against the features
+            projection = layers.class_embedding(labels, num_classes, flat.shape[-1],
+                                                "projection", INIT_STDDEV)
+            logits += tf.reduce_sum(projection * tf.cast(flat, tf.float32), 1, keepdims=True)
     return activations, logits
 
 
@@ -207,14 +231,16 @@ def discriminator_features(x, alpha=ALPHA, precision="float32", implementation=N
     return tf.concat(pooled, axis=1), activations
 
 
-def sampler(z, output_dim, precision="float32", implementation=None, image_size=IMAGE_SIZE):
+def sampler(z, output_dim, precision="float32", implementation=None, image_size=IMAGE_SIZE,
+            labels=None, num_classes=None):
     """The generator in inference mode (moving statistics), sharing the trained weights.
 
     Build it once after the training graph; run it for sample grids and for `generate.py`.
-    A sample then depends only on its own z, never on the rest of the batch.
+    A sample then depends only on its own z (and class), never on the rest of the batch.
     """
     return generator(z, output_dim, reuse=tf1.AUTO_REUSE, training=False, precision=precision,
-                     implementation=implementation, image_size=image_size)
+                     implementation=implementation, image_size=image_size, labels=labels,
+                     num_classes=num_classes)
 
 
 # --- Losses and optimizers: the blog post's reference ------------------------------------------
@@ -237,7 +263,8 @@ def generator_loss(fake_logits):
 ModelLoss = collections.namedtuple("ModelLoss", "d_loss g_loss d_real d_fake fake_images")
 
 
-def model_loss(input_real, input_z, output_dim, alpha=ALPHA, smooth=SMOOTH, precision="float32"):
+def model_loss(input_real, input_z, output_dim, alpha=ALPHA, smooth=SMOOTH, precision="float32",
+               real_labels=None, fake_labels=None, num_classes=None):
     """The blog post's losses: D and G sigmoid cross-entropy with one-sided label smoothing.
 
     Args:
@@ -248,6 +275,8 @@ def model_loss(input_real, input_z, output_dim, alpha=ALPHA, smooth=SMOOTH, prec
       alpha: leaky ReLU slope of the discriminator.
       smooth: real labels are 1 - smooth; must be in [0, 1).
       precision: 'float32' or 'bfloat16' compute.
+      real_labels, fake_labels, num_classes: a conditional DCGAN's classes of the real images
+        and of those to generate (int32 [batch]), of `num_classes`; the losses are the same.
 
     Returns:
       ModelLoss(d_loss, g_loss, d_real, d_fake, fake_images): the two scalar losses, mean D(x) and
@@ -259,10 +288,12 @@ def model_loss(input_real, input_z, output_dim, alpha=ALPHA, smooth=SMOOTH, prec
     check_smooth(smooth)
     _check_channels(input_real, output_dim)
     fake = generator(input_z, output_dim, training=True, precision=precision,
-                     image_size=input_real.shape[1])
-    real_prob, real_logits = discriminator(input_real, alpha=alpha, precision=precision)
+                     image_size=input_real.shape[1], labels=fake_labels, num_classes=num_classes)
+    real_prob, real_logits = discriminator(input_real, alpha=alpha, precision=precision,
+                                           labels=real_labels, num_classes=num_classes)
     fake_prob, fake_logits = discriminator(fake, reuse=True, alpha=alpha, precision=precision,
-                                           update_moving_stats=False)
+                                           update_moving_stats=False, labels=fake_labels,
+                                           num_classes=num_classes)
     return ModelLoss(discriminator_loss(real_logits, fake_logits, smooth),
                      generator_loss(fake_logits),
                      tf.reduce_mean(real_prob), tf.reduce_mean(fake_prob), fake)

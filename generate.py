@@ -6,7 +6,7 @@ averaged copy's recomputed for its own weights). `--interpolate K` draws K walks
 instead. `--out *.png` writes a grid; `--out *.npz` writes the images under the key `images` as
 uint8 (count, N, N, C), N the run's --image-size, the format evaluation tools read, and the z
 they were drawn from under `z`, float32 (count, z_dim): an exported generator (export.py) given
-that z makes the same pixels.
+that z makes the same pixels; a conditional run's under `labels`, int32 (count,).
 """
 import os
 import sys
@@ -34,6 +34,11 @@ def build_parser():
     add("--walk-steps", type=WALK_LENGTH, default=10, help="images per walk (--interpolate)")
     add("--walk-points", type=WALK_LENGTH, default=2,
         help="random z each walk goes through in a straight line each (2: from one to another)")
+    add("--class", dest="class_", default=None, metavar="CLASS",
+        help="a run trained with --conditional: the class to draw, by index or by name (a "
+             "folder's sub-folder, a dataset's class: 0..9, or airplane .. truck for cifar10); "
+             "all: a row per class, the same z down each column; a walk keeps its class "
+             "(default: classes drawn at random)")
     group = parser.add_argument_group("output")
     group.add_argument(
         "--out", default=None,

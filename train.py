@@ -80,6 +80,10 @@ def build_parser():
         help="size of the noise vector z ~ U(-1, 1)")
     add("--alpha", type=ALPHA, default=hyperparameters.ALPHA,
         help="leaky ReLU slope of the discriminator")
+    add("--conditional", action="store_true",
+        help="a conditional DCGAN of the data's classes (a named dataset's, or a folder's "
+             "sub-folders): G takes the class with z, D is a projection discriminator; the "
+             "grids show a row per class, and generate.py --class picks one")
     add("--g-ema", type=options.DECAY, default=0.0, metavar="DECAY",
         help="also keep an exponential moving average of the generator's weights, updated "
              "after each G update with this decay (0: off; 0.99 suits runs of hundreds of "

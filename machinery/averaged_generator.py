@@ -26,30 +26,36 @@ def _first_replica_aggregation(next_creator, **kwargs):
 
 
 def _averaged_generator(z, output_dim, training, precision, implementation, image_size,
-                        stats_momentum=0.0):
+                        labels=None, num_classes=None, stats_momentum=0.0):
     with tf1.variable_scope(AVERAGE_SCOPE, reuse=tf1.AUTO_REUSE), \
             tf.variable_creator_scope(_first_replica_aggregation):
         images = dcgan.generator(z, output_dim, reuse=tf1.AUTO_REUSE, training=training,
                                  precision=precision, implementation=implementation,
-                                 stats_momentum=stats_momentum, image_size=image_size)
+                                 stats_momentum=stats_momentum, image_size=image_size,
+                                 labels=labels, num_classes=num_classes)
     # The copy is not trained: keep it out of the trainable collection.
     trainable = tf1.get_collection_ref(tf1.GraphKeys.TRAINABLE_VARIABLES)
     trainable[:] = [v for v in trainable if not v.op.name.startswith(AVERAGE_SCOPE + "/")]
     return images
 
 
-def averaged_sampler(z, output_dim, precision, implementation, image_size):
-    """The averaged generator in inference mode on `z`, as a sessions.Sampler whose
-    `refresh_stats` sets its statistics from a batch fed to `stats_z` (momentum 0: the
-    statistics of that batch); prepare_sampler runs it."""
+def averaged_sampler(z, output_dim, precision, implementation, image_size, labels=None,
+                     num_classes=None):
+    """The averaged generator in inference mode on `z` (and a conditional one's `labels`), as a
+    sessions.Sampler whose `refresh_stats` sets its statistics from a batch fed to `stats_z`
+    (and `stats_labels`; momentum 0: the statistics of that batch); prepare_sampler runs it."""
     stats_z = tf1.placeholder(tf.float32, [None, z.shape[-1]], name="stats_z")
+    stats_labels = None if labels is None else \
+        tf1.placeholder(tf.int32, [None], name="stats_labels")
     with layers.recorded_updates() as updates:
-        _averaged_generator(stats_z, output_dim, True, precision, implementation, image_size)
+        _averaged_generator(stats_z, output_dim, True, precision, implementation, image_size,
+                            stats_labels, num_classes)
     refresh = tf.group(*updates, name="refresh_averaged_stats")
-    samples = _averaged_generator(z, output_dim, False, precision, implementation, image_size)
+    samples = _averaged_generator(z, output_dim, False, precision, implementation, image_size,
+                                  labels, num_classes)
     return sessions.Sampler(z, samples, z.shape[-1], refresh, stats_z,
                             [v for v in tf1.global_variables(AVERAGE_SCOPE + "/")
-                             if not _is_standing(v)])
+                             if not _is_standing(v)], labels, stats_labels, num_classes)
 
 
 def _is_standing(variable):
@@ -92,4 +98,7 @@ def prepare_sampler(sess, sampler, seed=0):
     if sampler.refresh_stats is not None:
         stats_z = sessions.draw_z(np.random.default_rng([seed, 5]), STANDING_STATS_BATCH,
                                   sampler.z_dim)
-        sess.run(sampler.refresh_stats, {sampler.stats_z: stats_z})
+        feed = {sampler.stats_z: stats_z}
+        if sampler.stats_labels is not None:  # every class alike
+            feed[sampler.stats_labels] = np.arange(STANDING_STATS_BATCH) % sampler.num_classes
+        sess.run(sampler.refresh_stats, feed)

@@ -17,6 +17,7 @@ Evaluation = collections.namedtuple("Evaluation", "classifier real_images real_o
 Evaluation.__doc__ = """classifier: what scores the images (feature_spaces.scorer: the data's
 classifier, or a flat folder's fixed feature space); the real images to compare with, and what
 it gives for them (from the feature cache)."""
+GRID_CLASSES = 10  # a conditional run's grids show its first 10 classes, a row each
 
 
 def load_evaluation(args, dataset):
@@ -66,9 +67,9 @@ class EpochOutputs:
     """The grids, GIF, plots and evaluations of a run, drawn from its sampler: the averaged
     generator's when the run keeps one and --raw is not given, else the trained generator's."""
 
-    def __init__(self, args, sess, model, run, log, fixed_z, evaluation):
+    def __init__(self, args, sess, model, run, log, fixed_z, evaluation, classes=None):
         self.args, self.sess, self.run, self.log = args, sess, run, log
-        self.fixed_z, self.evaluation = fixed_z, evaluation
+        self.fixed_z, self.evaluation, self.classes = fixed_z, evaluation, classes
         self.sampler = model.averaged if model.averaged and not args.raw else model.sampler
         self.sampler_name = "averaged G" if self.sampler is model.averaged else None
         self.gif_frames = {}  # the progress GIF's frames, converted once
@@ -96,8 +97,14 @@ class EpochOutputs:
                           self.log.rows)
 
     def save_samples(self, epoch_number, step):
-        """The sample grid of the fixed z, as a file and in TensorBoard."""
-        images = sessions.run_sampler(self.sess, self.sampler, self.fixed_z)
+        """The sample grid of the fixed z, as a file and in TensorBoard: of a conditional run,
+        a row per class (the first GRID_CLASSES), the same z down each column."""
+        z, labels = self.fixed_z, None
+        if self.classes is not None:
+            rows, columns = min(len(self.classes.shares), GRID_CLASSES), self.args.sample_grid
+            z = np.tile(self.fixed_z[:columns], (rows, 1))
+            labels = np.repeat(np.arange(rows, dtype=np.int32), columns)
+        images = sessions.run_sampler(self.sess, self.sampler, z, labels=labels)
         which = f", {self.sampler_name}" if self.sampler_name else ""
         png = pictures.save_grid_png(self.run.sample_grid_path(epoch_number), images,
                                      self.args.sample_grid,
@@ -107,9 +114,12 @@ class EpochOutputs:
 
     def evaluate(self, epoch_number, step):
         """Measures sample quality (--eval-every) into metrics.csv, TensorBoard and quality.png."""
+        labels = None if self.classes is None else sessions.draw_labels(
+            np.random.default_rng([self.args.seed, 10, epoch_number]), self.args.eval_num,
+            self.classes.shares)
         generated = sessions.generate_images(
             self.sess, self.sampler, self.args.eval_num,
-            np.random.default_rng([self.args.seed, 4, epoch_number]))
+            np.random.default_rng([self.args.seed, 4, epoch_number]), labels=labels)
         result = quality.quality(self.evaluation.classifier, data.to_uint8(generated),
                                  self.evaluation.real_images, self.args.seed,
                                  self.evaluation.real_outputs)

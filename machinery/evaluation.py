@@ -4,6 +4,8 @@ feature_spaces.py), printed and added to the run's evaluation.json."""
 import os
 import sys
 
+import numpy as np
+
 import data
 from machinery import (checkpoints, devices, errors, feature_cache, feature_spaces, image_rows,
                        inception, kid, near_copies, pictures, quality, results, run_directory,
@@ -92,8 +94,13 @@ def evaluate_run(run, num, seed, checkpoint=None, raw=False, graph=None, downloa
     dataset, root, data_dir, verify = trained_data(config)
     check_num(num, dataset, root)
     net = open_inception(data_dir, graph, download)  # a broken file: refused before any work
+    classes = sampling.num_classes(config)
+    asked = None if not classes else sessions.draw_labels(  # the classes as the data has them
+        np.random.default_rng([seed, 11]), num,
+        sessions.class_labels(dataset.labels, classes).shares)
     try:
-        generated, checkpoint, generator = sampling.sample_images(run, num, seed, checkpoint, raw)
+        generated, checkpoint, generator, asked = sampling.sample_images(
+            run, num, seed, checkpoint, raw, labels=asked)
         generated = data.to_uint8(generated)
         if net:
             numbers = inception_numbers(
@@ -120,6 +127,8 @@ def evaluate_run(run, num, seed, checkpoint=None, raw=False, graph=None, downloa
                   step=checkpoints.checkpoint_step(checkpoint), generator=generator)
     if info:
         result["classifier_heldout_accuracy"] = info["heldout_accuracy"]
+    if classes:
+        result.update(quality.class_agreement(generated_outputs[0], asked, classes))
     if net:
         result["inception"] = numbers
     heldout = min(len(training), NEAR_COPY_HELDOUT)
@@ -173,6 +182,9 @@ def evaluate(args):
           flush=True)  # before any save
     if "inception" in result:
         print(format_inception(result["inception"]), flush=True)
+    if "class_agreement" in result:
+        names = run.read_config().get("class_names") or []
+        print(quality.format_agreement(result, names), flush=True)
     found = near[0]
     result["near_copies"] = near_copy_fields(found, near[3]) if found else None
     print(near_copies.describe(found, run.near_copies_path) if found else

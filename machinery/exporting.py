@@ -46,6 +46,7 @@ SAVED_MODEL, TFLITE = "saved_model", "tflite"
 FORMATS = (SAVED_MODEL, TFLITE)
 SIGNATURE_KEY = "serving_default"  # what TF Serving, TF Lite and the converters call by default
 INPUT_KEY, OUTPUT_KEY = "z", "images"
+LABEL_KEY = "label"  # a conditional run's second input: the class of each image
 # Our marker: what was exported from where. A SavedModel keeps it in assets.extra, the folder
 # TensorFlow documents for files of the user's own (no loader reads it); a TF Lite export beside
 # its model. --force replaces only a folder that holds one.
@@ -209,8 +210,10 @@ def _save_saved_model(restored, export_dir):
     variables as a SavedModel with its one signature."""
     sampler = restored.sampler
     pixels = pixels_uint8(sampler.samples)
-    signature = tf1.saved_model.predict_signature_def(inputs={INPUT_KEY: sampler.z},
-                                                      outputs={OUTPUT_KEY: pixels})
+    inputs = {INPUT_KEY: sampler.z}
+    if sampler.labels is not None:
+        inputs[LABEL_KEY] = sampler.labels
+    signature = tf1.saved_model.predict_signature_def(inputs=inputs, outputs={OUTPUT_KEY: pixels})
     builder = tf1.saved_model.Builder(export_dir)
     builder.add_meta_graph_and_variables(
         restored.session, [tf1.saved_model.SERVING], signature_def_map={SIGNATURE_KEY: signature},
@@ -218,17 +221,28 @@ def _save_saved_model(restored, export_dir):
     builder.save()
 
 
-def _saved_model_pixels(saved_model, z):
+def _rows(z, labels):
+    """Each row of z alone (batch 1) as the signature's inputs, with its label if any."""
+    for index, row in enumerate(z):
+        inputs = {INPUT_KEY: row[np.newaxis]}
+        if labels is not None:
+            inputs[LABEL_KEY] = labels[index:index + 1]
+        yield inputs
+
+
+def _saved_model_pixels(saved_model, z, labels=None):
     """The SavedModel at `saved_model`, loaded back in a graph of its own, on each row of `z`
-    alone (batch 1): uint8 [len(z), N, N, C]."""
+    (and `labels`) alone (batch 1): uint8 [len(z), N, N, C]."""
     with tf1.Session(graph=tf.Graph()) as sess:
         meta_graph = tf1.saved_model.loader.load(sess, [tf1.saved_model.SERVING], saved_model)
         signature = meta_graph.signature_def[SIGNATURE_KEY]
-        feed, fetch = signature.inputs[INPUT_KEY].name, signature.outputs[OUTPUT_KEY].name
-        return np.concatenate([sess.run(fetch, {feed: row[np.newaxis]}) for row in z])
+        fetch = signature.outputs[OUTPUT_KEY].name
+        return np.concatenate([
+            sess.run(fetch, {signature.inputs[key].name: value for key, value in row.items()})
+            for row in _rows(z, labels)])
 
 
-def _convert_to_tflite(saved_model, path, z):
+def _convert_to_tflite(saved_model, path, z, labels=None):
     """Converts the SavedModel into TF Lite's model at `path` and runs it on each row of `z`
     alone (batch 1) against the SavedModel; returns the check's numbers.
 
@@ -242,12 +256,11 @@ def _convert_to_tflite(saved_model, path, z):
         with context.eager_mode():
             model = tf.lite.TFLiteConverter.from_saved_model(saved_model).convert()
             runner = tf.lite.Interpreter(model_content=model).get_signature_runner(SIGNATURE_KEY)
-            lite = np.concatenate([runner(**{INPUT_KEY: row[np.newaxis]})[OUTPUT_KEY]
-                                   for row in z])
+            lite = np.concatenate([runner(**row)[OUTPUT_KEY] for row in _rows(z, labels)])
     except Exception as error:  # the converter's own error classes are not public API
         raise RunError(f"TF Lite's converter or interpreter refused the SavedModel "
                        f"({type(error).__name__}: {cause(error)}); nothing was written") from None
-    differences = np.abs(lite.astype(int) - _saved_model_pixels(saved_model, z))
+    differences = np.abs(lite.astype(int) - _saved_model_pixels(saved_model, z, labels))
     check = {"batch": 1, "z": len(z), "pixels": int(differences.size),
              "max_levels": int(differences.max()),
              "differing_pixels": int(np.count_nonzero(differences))}
@@ -268,12 +281,14 @@ def _write(staging, run, export_format, seed, checkpoint, raw):
     with sampling.restored_generator(run, seed, checkpoint, raw) as restored, _quiet(log_path):
         _save_saved_model(restored, saved_model)
     config = restored.config
-    size = run_directory.image_size(config)
+    size, classes = run_directory.image_size(config), sampling.num_classes(config)
     metadata = {"format": export_format, "run": os.path.abspath(run.path),
                 "checkpoint": restored.checkpoint, "generator": restored.generator, "seed": seed,
                 "convolutions": layers.convolution_implementation(None),
                 "signature": SIGNATURE_KEY,
-                "inputs": {INPUT_KEY: {"dtype": "float32", "shape": [None, config["z_dim"]]}},
+                "inputs": {INPUT_KEY: {"dtype": "float32", "shape": [None, config["z_dim"]]},
+                           **({LABEL_KEY: {"dtype": "int32", "shape": [None]}} if classes
+                              else {})},
                 "outputs": {OUTPUT_KEY: {"dtype": "uint8",
                                          "shape": [None, size, size, config["output_dim"]]}},
                 "tensorflow": tf.__version__}
@@ -286,9 +301,10 @@ def _write(staging, run, export_format, seed, checkpoint, raw):
         os.mkdir(new)
         z = sessions.draw_z(np.random.default_rng([seed, 11]), TFLITE_CHECK_ROWS,
                             config["z_dim"])
+        labels = np.arange(TFLITE_CHECK_ROWS, dtype=np.int32) % classes if classes else None
         with _quiet(log_path):
-            metadata["tflite_check"] = _convert_to_tflite(saved_model,
-                                                          os.path.join(new, TFLITE_FILE), z)
+            metadata["tflite_check"] = _convert_to_tflite(
+                saved_model, os.path.join(new, TFLITE_FILE), z, labels)
         marker = os.path.join(new, MARKER_NAME)
     with open(marker, "w", encoding="utf-8") as handle:
         json.dump(metadata, handle, indent=2, sort_keys=True)

@@ -19,6 +19,14 @@ BN_EPSILON = 1e-5        # the fused kernel raises it to 1.001e-5 (cuDNN's floor
 BN_MOMENTUM = 0.9        # moving statistics: m <- 0.9 m + 0.1 batch
 G_STEPS = 2              # generator updates per discriminator update (the blog post's notebook)
 
+# --- A conditional DCGAN (train.py --conditional; not in the paper, opt-in) -----------------------
+# G takes z joined with a learned embedding of the class, drawn ~ N(0, 1) like a z of its own; D
+# is a projection discriminator (Miyato & Koyama 2018): its logit gains <V[y], phi(x)>, phi its
+# flattened last features, V drawn ~ N(0, INIT_STDDEV) like every other weight of D (at 32x32
+# phi has 4,096 values: N(0, 1) would start the logits in the tens).
+CLASS_EMBEDDING_SIZE = 16
+CLASS_EMBEDDING_STDDEV = 1.0
+
 # --- The networks at every image size, from one rule -------------------------------------------
 # The generator starts from BASE_SIDE x BASE_SIDE and doubles the side log2(N / BASE_SIDE) times
 # (transposed convolutions); its last hidden layer has G_LAST_FILTERS filters, doubling towards z.

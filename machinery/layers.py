@@ -62,6 +62,16 @@ def dense(x, units, name, use_bias=True):
         return tf.nn.bias_add(y, _bias("bias", units, x.dtype)) if use_bias else y
 
 
+def class_embedding(labels, num_classes, size, name, stddev, dtype=tf.float32):
+    """A learned vector of `size` values per class (a [num_classes, size] table ~ N(0, stddev)),
+    looked up for int labels [batch]: [batch, size] in `dtype`."""
+    with tf1.variable_scope(name):
+        table = tf1.get_variable("embedding", [num_classes, size], tf.float32,
+                                 initializer=tf1.random_normal_initializer(0.0, stddev))
+        vectors = tf.gather(table, labels)
+        return tf.cast(vectors, dtype) if dtype != tf.float32 else vectors
+
+
 def conv2d(x, filters, name, implementation, use_bias=True):
     """A KERNEL_SIZE x KERNEL_SIZE, stride-STRIDE, 'SAME' convolution to `filters` channels."""
     with tf1.variable_scope(name):

@@ -144,6 +144,24 @@ def quality(classifier, generated, real, seed=0, real_outputs=None, generated_ou
     return result
 
 
+def class_agreement(probabilities, labels, num_classes):
+    """A conditional generator's images against the classes they were asked for: how often the
+    classifier reads the class asked for, over all of them and within each class (None for a
+    class none was asked for)."""
+    read = np.argmax(probabilities, axis=1) == np.asarray(labels)
+    by_class = [float(read[labels == label].mean()) if np.any(labels == label) else None
+                for label in range(num_classes)]
+    return {"class_agreement": float(read.mean()), "class_agreement_by_class": by_class}
+
+
+def format_agreement(result, names):
+    """'the classifier reads the class asked for in 93.1% of the images (0 98.0%, 1 96.5%, ...)'"""
+    parts = ", ".join(f"{name} {100 * rate:.1f}%" for name, rate in
+                      zip(names, result["class_agreement_by_class"]) if rate is not None)
+    return (f"the classifier reads the class asked for in {100 * result['class_agreement']:.1f}% "
+            f"of the images ({parts})")
+
+
 def selection_metric(num_real):
     """The result's key the best checkpoint is chosen by (lower is better): see
     BEST_BY_FRECHET_FROM."""

@@ -35,10 +35,27 @@ def session_config(intra_op_threads=0, inter_op_threads=0, cpu_devices=1):
     return config
 
 
-# A Sampler: run `samples` feeding `z` ([batch, z_dim]). An averaged generator's also has
-# `refresh_stats`, to run first feeding `stats_z`: it sets the batch-norm statistics (None
+# A Sampler: run `samples` feeding `z` ([batch, z_dim]), and a conditional generator's `labels`
+# (int32 [batch], of `num_classes`). An averaged generator's also has `refresh_stats`, to run
+# first feeding `stats_z` (and `stats_labels`): it sets the batch-norm statistics (None
 # otherwise). `variables`: what a checkpoint must hold to restore it.
-Sampler = collections.namedtuple("Sampler", "z samples z_dim refresh_stats stats_z variables")
+Sampler = collections.namedtuple(
+    "Sampler", "z samples z_dim refresh_stats stats_z variables labels stats_labels num_classes",
+    defaults=(None, None, None))
+# A conditional run's classes: every image's label, and each class's share of the images (the
+# generated images' classes are drawn with those shares).
+ClassLabels = collections.namedtuple("ClassLabels", "labels shares")
+
+
+def class_labels(labels, num_classes):
+    """The ClassLabels of a dataset's int labels in 0 .. num_classes - 1."""
+    counts = np.bincount(labels, minlength=num_classes)
+    return ClassLabels(np.asarray(labels), counts / counts.sum())
+
+
+def draw_labels(rng, count, shares):
+    """count classes drawn with the given shares, as int32."""
+    return rng.choice(len(shares), count, p=shares).astype(np.int32)
 
 
 def draw_z(rng, count, z_dim):
@@ -52,9 +69,12 @@ def step_z(seed, step, batch_size, z_dim):
     return draw_z(np.random.default_rng([seed, 2, step]), batch_size, z_dim)
 
 
-def step_feed(model, images, indices, seed, step, worker=0, workers=1, flip=False):
-    """The feed of one training step: a uint8 batch (scaled in the graph), its z, and with
-    augmentation the step's random numbers (augmentation.draws).
+def step_feed(model, images, indices, seed, step, worker=0, workers=1, flip=False,
+              classes=None):
+    """The feed of one training step: a uint8 batch (scaled in the graph), its z, with
+    augmentation the step's random numbers (augmentation.draws), and for a conditional model
+    the classes of the real images and of those to generate (drawn with `classes`' shares, a
+    ClassLabels).
 
     uint8 is a quarter of float32's bytes to copy; gathering and drawing z take well under a
     millisecond against hundreds for the step, so no input pipeline is needed. With several
@@ -74,6 +94,10 @@ def step_feed(model, images, indices, seed, step, worker=0, workers=1, flip=Fals
     if model.augment_draws is not None:
         feed[model.augment_draws] = augmentation.draws(seed, step, len(indices),
                                                        model.augment_passes)[rows]
+    if model.real_labels is not None:
+        feed[model.real_labels] = classes.labels[indices[rows]].astype(np.int32)
+        feed[model.fake_labels] = draw_labels(np.random.default_rng([seed, 8, step]),
+                                              len(indices), classes.shares)[rows]
     return feed
 
 
@@ -82,14 +106,19 @@ def scale_pixels(images):
     return tf.cast(images, tf.float32) / data.PIXEL_HALF_RANGE - 1.0
 
 
-def run_sampler(sess, sampler, z, batch_size=500):
-    """Runs a prepared Sampler on the given z, batch_size at a time (bounded memory for any
-    count); returns float32 (len(z), N, N, C) in [-1, 1]."""
-    return np.concatenate([sess.run(sampler.samples, {sampler.z: z[start:start + batch_size]})
+def run_sampler(sess, sampler, z, batch_size=500, labels=None):
+    """Runs a prepared Sampler on the given z (and a conditional one's labels), batch_size at a
+    time (bounded memory for any count); returns float32 (len(z), N, N, C) in [-1, 1]."""
+    def feed(rows):
+        fed = {sampler.z: z[rows]}
+        if sampler.labels is not None:
+            fed[sampler.labels] = labels[rows]
+        return fed
+    return np.concatenate([sess.run(sampler.samples, feed(slice(start, start + batch_size)))
                            for start in range(0, len(z), batch_size)])
 
 
-def generate_images(sess, sampler, num, rng, batch_size=500):
-    """Runs a prepared Sampler on `num` z drawn from rng; returns float32 (num, N, N, C) in
-    [-1, 1]."""
-    return run_sampler(sess, sampler, draw_z(rng, num, sampler.z_dim), batch_size)
+def generate_images(sess, sampler, num, rng, batch_size=500, labels=None):
+    """Runs a prepared Sampler on `num` z drawn from rng (and a conditional one's labels);
+    returns float32 (num, N, N, C) in [-1, 1]."""
+    return run_sampler(sess, sampler, draw_z(rng, num, sampler.z_dim), batch_size, labels)

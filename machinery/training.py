@@ -101,7 +101,24 @@ def check_same_pictures(run, dataset):
             f"pictures. Put the folder back as it was, or start over with --fresh.")
 
 
-def _settings(args, parser, dataset, engine):
+def _class_names(args, dataset):
+    """A conditional run's class names (data.class_names); None for an unconditional run.
+
+    Raises:
+      RunError: --conditional on data without labels.
+    """
+    if not args.conditional:
+        return None
+    names = data.class_names(dataset)
+    if not names:
+        raise errors.RunError(
+            f"--conditional needs labeled images: {args.images} has no classes (its images "
+            f"must lie in sub-folders, one per class and at least two, say "
+            f"{os.path.join(args.images, 'cats')} and {os.path.join(args.images, 'dogs')})")
+    return names
+
+
+def _settings(args, parser, dataset, engine, class_names):
     """The run's settings for config.json, after printing them (the flags by group, and what was
     derived from the data and the machine)."""
     output_dim = int(dataset.images.shape[-1])
@@ -113,13 +130,17 @@ def _settings(args, parser, dataset, engine):
     if engine.strategy is not None:
         derived["replicas"] = f"{engine.description}; " \
                               f"{args.batch_size // engine.replicas} images each per step"
+    if class_names:
+        derived["classes"] = f"{len(class_names)}: {', '.join(class_names[:10])}" + \
+            (", ..." if len(class_names) > 10 else "")
     print("\n".join(["settings (config.json keeps them all):",
                      *options.settings_lines(parser, args, derived)]))
     print(f"device: {devices.describe_device()}; precision {args.precision}; seed {args.seed}")
     return dict(vars(args), splits=list(args.splits), output_dim=output_dim,
                 num_images=len(dataset.images), tensorflow=tf.__version__,
                 data_fingerprint=dataset.fingerprint, classes=dataset.classes,
-                replicas=engine.replicas, workers=engine.workers)
+                replicas=engine.replicas, workers=engine.workers,
+                num_classes=len(class_names) if class_names else None, class_names=class_names)
 
 
 def _train_in(run, args, parser, claim, engine, cluster):
@@ -133,12 +154,15 @@ def _train_in(run, args, parser, claim, engine, cluster):
             print(warning, file=sys.stderr, flush=True)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
+    class_names = _class_names(args, dataset)
     evaluation = epoch_outputs.load_evaluation(args, dataset) if engine.chief else None
-    settings = _settings(args, parser, dataset, engine)
+    settings = _settings(args, parser, dataset, engine, class_names)
     agreed = dict({key: getattr(args, key) for key in training_graph.AGREED_SETTINGS},
                   splits=list(args.splits))
     run_graph = training_graph.build_graph(args, settings["output_dim"], engine,
-                                           workers.agreed_numbers(agreed, dataset.images))
+                                           workers.agreed_numbers(agreed, dataset.images),
+                                           settings["num_classes"])
+    classes = sessions.class_labels(dataset.labels, len(class_names)) if class_names else None
     config = sessions.session_config(args.intra_op_threads,
                                      workers.inter_op_threads(engine, args.inter_op_threads),
                                      engine.cpu_devices)
@@ -167,9 +191,9 @@ def _train_in(run, args, parser, claim, engine, cluster):
         closing.callback(log.close)
         run.write_config(settings)
         outputs = epoch_outputs.EpochOutputs(args, sess, run_graph.model, run, log,
-                                             sess.run(run_graph.fixed_z), evaluation)
+                                             sess.run(run_graph.fixed_z), evaluation, classes)
         trainer = training_loop.Trainer(args, sess, run_graph, run, log, dataset, batches,
-                                        outputs, step, engine, run_options, watchdog)
+                                        outputs, step, engine, run_options, watchdog, classes)
         trainer.run_epochs()
     where = args.out if engine.chief else "kept by the chief"
     print(f"done: {options.plural(trainer.step, 'step')}, "

@@ -14,11 +14,11 @@ tf1 = tf.compat.v1
 # Settings a checkpoint is tied to: changing one makes a resumed run meaningless.
 RESUME_KEYS = ("dataset", "splits", "images", "channels", "fit", "image_size", "z_dim",
                "batch_size", "seed", "sample_grid", "g_ema", "augment", "augment_p",
-               "augment_target", "flip")
+               "augment_target", "flip", "conditional")
 # For runs saved before the setting existed.
 RESUME_DEFAULTS = {"g_ema": 0.0, "image_size": hyperparameters.IMAGE_SIZE, "images": None,
                    "channels": None, "fit": None, "augment": None, "augment_p": None,
-                   "augment_target": None, "flip": False}
+                   "augment_target": None, "flip": False, "conditional": False}
 # What every worker must agree on: what the step computes and how long it trains (a worker that
 # stops early leaves the others waiting), and the data. A folder's path may differ from machine
 # to machine, and so may its files' times (a copy): workers.agreed_numbers compares pixels.
@@ -32,7 +32,7 @@ RunGraph = collections.namedtuple(
                 "init chief_values agreement agreed stop_request stop_votes")
 
 
-def build_graph(args, output_dim, engine, agreed=(0, 0)):
+def build_graph(args, output_dim, engine, agreed=(0, 0), num_classes=None):
     """The training graph plus what a checkpoint holds besides the networks: the fixed sample z
     and the position in the data (epoch, next batch). With several workers, also the op that
     checks that all were started with the same settings and data (built first), the one that
@@ -49,7 +49,8 @@ def build_graph(args, output_dim, engine, agreed=(0, 0)):
             g_ema_decay=args.g_ema, image_size=args.image_size, strategy=engine.strategy,
             sync_batch_norm=args.sync_batch_norm, augment=args.augment or (),
             augment_p=args.augment_p if args.augment else 1.0,
-            augment_target=args.augment_target or hyperparameters.AUGMENT_TARGET)
+            augment_target=args.augment_target or hyperparameters.AUGMENT_TARGET,
+            num_classes=num_classes if args.conditional else None)
         # (the convolutions: those for the device TensorFlow sees)
         initial_fixed_z = sessions.draw_z(np.random.default_rng([args.seed, 1]),
                                           args.sample_grid ** 2, args.z_dim)

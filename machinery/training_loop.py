@@ -40,12 +40,13 @@ class Trainer:
     pictures and evaluation are `outputs`' (an epoch_outputs.EpochOutputs)."""
 
     def __init__(self, args, sess, run_graph, run, log, dataset, batches, outputs, step,
-                 engine, run_options=None, watchdog=None):
+                 engine, run_options=None, watchdog=None, classes=None):
         self.args, self.sess, self.run_graph, self.run, self.log = args, sess, run_graph, run, log
         self.engine, self.run_options = engine, run_options
         self.watching = watchdog.watching if watchdog else contextlib.nullcontext
         self.model = run_graph.model
         self.dataset, self.batches, self.outputs, self.step = dataset, batches, outputs, step
+        self.classes = classes  # a conditional run's sessions.ClassLabels
         self.stop_votes = 0.0  # with several workers: how many asked to stop at the last step
         self.traced = False
         self.window_start, self.window_steps, self.window_signs = time.perf_counter(), 0, []
@@ -62,7 +63,7 @@ class Trainer:
                    model.d_real_sign]
         feed = sessions.step_feed(model, self.dataset.images, indices, self.args.seed,
                                   self.step, self.engine.worker_index, self.engine.workers,
-                                  self.args.flip)
+                                  self.args.flip, self.classes)
         if self.run_graph.stop_votes is not None:
             fetches.append(self.run_graph.stop_votes)
             feed[self.run_graph.stop_request] = 1.0 if stop_wanted else 0.0

@@ -19,7 +19,8 @@ tf1 = tf.compat.v1
 Model = collections.namedtuple(
     "Model", "real_images z train_step d_loss g_loss d_real d_fake global_step output_dim "
              "z_dim precision implementation sampler averaged start_average image_size "
-             "replicas d_real_sign augment_draws augment_passes augment_p")
+             "replicas d_real_sign augment_draws augment_passes augment_p real_labels "
+             "fake_labels num_classes")
 Model.__doc__ = """The built training graph. Feed `real_images` (uint8 [batch, N, N, output_dim],
 scaled to [-1, 1] in the graph) and `z` (float32 [batch, z_dim]); run `train_step`. To log:
 `d_loss` (before the D update), `g_loss` (of the first G update, against the updated D), mean
@@ -30,12 +31,17 @@ weights into the average: run it once after initialising), else None for both. `
 replicas in sync (1 without a strategy). `d_real_sign`: the mean of sign(D's logit) on the real
 images D saw, to log (ADA's r_t). With augmentation, `augment_draws` (float32 [batch,
 augment_passes, augmentation.DRAWS_PER_PASS], augmentation.draws) to feed and `augment_p` (the
-probability the step used) to log; else None. The rest: the settings it was built with."""
+probability the step used) to log; else None. A conditional model (num_classes classes) also
+takes `real_labels` and `fake_labels` (int32 [batch]: the real images' classes and those to
+generate; the sampler's labels are fake_labels); else both are None. The rest: the settings it
+was built with."""
 
 # What one replica's step is built from; `networks` holds the keyword arguments of every pass,
-# `augment` the augmentation policies (an empty tuple: none).
+# `augment` the augmentation policies (an empty tuple: none), `num_classes` a conditional
+# model's classes (None: unconditional).
 _StepSettings = collections.namedtuple(
-    "_StepSettings", "output_dim g_steps alpha smooth g_ema_decay networks image_size augment")
+    "_StepSettings", "output_dim g_steps alpha smooth g_ema_decay networks image_size augment "
+                     "num_classes")
 # A built step: the op that ends it, the losses, mean D(x), D(G(z)) and the mean sign of D's
 # logits on the reals to log, the averaged generator's Sampler (or None) and the generator's
 # trainable variables.
@@ -43,13 +49,15 @@ _Step = collections.namedtuple(
     "_Step", "last_update d_loss g_loss d_real d_fake d_real_sign averaged g_vars")
 # What the passes of a step put through D are augmented with: the fed numbers, and p.
 _Augmenting = collections.namedtuple("_Augmenting", "draws p")
+# A conditional step's classes: of the real images, and of those G generates.
+_Labels = collections.namedtuple("_Labels", "real fake")
 
 
 def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARNING_RATE,
                 beta1=BETA1, alpha=ALPHA, smooth=SMOOTH, precision="float32",
                 implementation=None, g_ema_decay=0.0, image_size=IMAGE_SIZE, strategy=None,
                 sync_batch_norm=False, augment=(), augment_p=1.0,
-                augment_target=AUGMENT_TARGET):
+                augment_target=AUGMENT_TARGET, num_classes=None):
     """Builds the whole training graph: placeholders, one fused training op, and the sampler.
 
     One run of `train_step` is what the blog post's session calls per batch do (one D update,
@@ -61,26 +69,23 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
     the same step on its slice of the batch fed here (`_replicated_step`).
 
     Args:
-      output_dim: image channels.
-      z_dim: size of z.
+      output_dim, z_dim, image_size: image channels; size of z; the images' side N.
       g_steps: generator updates per discriminator update (>= 1).
-      learning_rate, beta1: Adam settings of both optimizers.
-      alpha, smooth: the discriminator's leaky ReLU slope; one-sided label smoothing.
+      learning_rate, beta1, alpha, smooth: both Adams'; D's leaky ReLU slope; label smoothing.
       precision: 'float32' or 'bfloat16' compute (weights, BN statistics and losses stay float32).
       implementation: how the convolutions are computed (convolutions.IMPLEMENTATIONS); None
         picks the one for the device TensorFlow sees.
       g_ema_decay: if > 0, after each G update also w_avg <- decay w_avg + (1 - decay) w for an
         averaged copy of the generator (averaged_generator.py; not in the paper; opt-in).
-      image_size: the side N of the images both networks are built for.
-      strategy: None (one device, nothing distributed), or a tf.compat.v1.distribute strategy
-        whose scope the model is built in; the batch fed must divide by its local replicas.
-      sync_batch_norm: with a strategy, batch norm in training mode uses the statistics of all
-        replicas' batches together (so N replicas at B/N compute what one device does at B).
-      augment: augmentation policies (hyperparameters.AUGMENT_POLICIES) every image D sees goes
-        through, in the D and the G updates (not in the paper; opt-in); () for none.
-      augment_p: the probability each policy is applied to each image, in [0, 1], or
-        AUGMENT_ADAPTIVE: steered after each step towards a mean sign of D's logits on the
-        real images of `augment_target` (augmentation.adaptive_p).
+      strategy, sync_batch_norm: None (one device), or a tf.compat.v1.distribute strategy whose
+        scope the model is built in (the batch fed must divide by its local replicas); with it,
+        batch norm may use all replicas' statistics (N replicas compute one device's step).
+      augment, augment_p, augment_target: augmentation policies (hyperparameters') every image
+        D sees goes through, in the D and G updates (opt-in), each with probability augment_p,
+        or AUGMENT_ADAPTIVE: p steered towards a mean sign of D's logits on the reals of
+        augment_target (augmentation.adaptive_p).
+      num_classes: a conditional DCGAN of that many classes (dcgan.generator's class embedding,
+        dcgan.discriminator's projection; opt-in); None: unconditional.
 
     Returns:
       A Model.
@@ -90,34 +95,39 @@ def build_model(output_dim, *, z_dim=Z_DIM, g_steps=G_STEPS, learning_rate=LEARN
     """
     settings = _step_settings(output_dim, z_dim, g_steps, alpha, smooth, precision,
                               implementation, g_ema_decay, image_size, strategy, sync_batch_norm,
-                              augment, augment_p, augment_target)
+                              augment, augment_p, augment_target, num_classes)
     implementation = settings.networks["implementation"]
     optimizers = (dcgan.adam(learning_rate, beta1, "d_adam"),
                   dcgan.adam(learning_rate, beta1, "g_adam"))
     real_images = tf1.placeholder(tf.uint8, [None, image_size, image_size, output_dim],
                                   name="real_images")
     z = tf1.placeholder(tf.float32, [None, z_dim], name="z")
+    labels = _Labels(tf1.placeholder(tf.int32, [None], name="real_labels"),
+                     tf1.placeholder(tf.int32, [None], name="fake_labels")) if num_classes else None
     global_step = tf1.train.get_or_create_global_step()
-    step, augmenting, after = _step_ops(real_images, z, settings, optimizers, strategy,
+    step, augmenting, after = _step_ops(real_images, z, labels, settings, optimizers, strategy,
                                         augment_p, augment_target)
     replicas = strategy.num_replicas_in_sync if strategy else 1
     with tf.control_dependencies(after):
         train_step = tf1.assign_add(global_step, 1, name="train_step")
 
+    fake_labels = labels.fake if labels else None
     samples = dcgan.sampler(z, output_dim, precision=precision, implementation=implementation,
-                            image_size=image_size)
+                            image_size=image_size, labels=fake_labels, num_classes=num_classes)
     start_average = averaged_generator.start_average() if step.averaged else None
     return Model(real_images, z, train_step, step.d_loss, step.g_loss, step.d_real, step.d_fake,
                  global_step, output_dim, z_dim, precision, implementation,
-                 sessions.Sampler(z, samples, z_dim, None, None, step.g_vars), step.averaged,
+                 sessions.Sampler(z, samples, z_dim, None, None, step.g_vars, fake_labels,
+                                  None, num_classes), step.averaged,
                  start_average, image_size, replicas, step.d_real_sign,
                  augmenting.draws if augmenting else None, settings.g_steps + 1,
-                 tf.convert_to_tensor(augmenting.p) if augmenting else None)
+                 tf.convert_to_tensor(augmenting.p) if augmenting else None,
+                 labels.real if labels else None, fake_labels, num_classes)
 
 
 def _step_settings(output_dim, z_dim, g_steps, alpha, smooth, precision, implementation,
                    g_ema_decay, image_size, strategy, sync_batch_norm, augment, augment_p,
-                   augment_target):
+                   augment_target, num_classes):
     """build_model's arguments checked, as the _StepSettings every replica builds from."""
     dcgan.check_positive_int(output_dim, "output_dim")
     dcgan.check_positive_int(z_dim, "z_dim")
@@ -128,6 +138,8 @@ def _step_settings(output_dim, z_dim, g_steps, alpha, smooth, precision, impleme
     if sync_batch_norm and strategy is None:
         raise ValueError("sync_batch_norm needs a strategy: one device has nothing to sync")
     dcgan.check_image_size(image_size)
+    if num_classes is not None:
+        dcgan.check_positive_int(num_classes, "num_classes")
     augment = augment_policies(",".join(augment)) if augment else ()
     if augment_p != AUGMENT_ADAPTIVE and not (isinstance(augment_p, (int, float)) and
                                               0.0 <= augment_p <= 1.0):
@@ -139,19 +151,21 @@ def _step_settings(output_dim, z_dim, g_steps, alpha, smooth, precision, impleme
                     implementation=layers.convolution_implementation(implementation),
                     sync_batch_norm=sync_batch_norm)
     return _StepSettings(output_dim, g_steps, alpha, smooth, g_ema_decay, networks, image_size,
-                         augment)
+                         augment, num_classes)
 
 
-def _step_ops(real_images, z, settings, optimizers, strategy, augment_p, augment_target):
+def _step_ops(real_images, z, labels, settings, optimizers, strategy, augment_p,
+              augment_target):
     """The step, on one device or every replica of `strategy` (in its scope); its _Augmenting
     (or None); and the ops the step counter waits for: the last update, and an adaptive p's."""
     with strategy.scope() if strategy else contextlib.nullcontext():
         augmenting = _augmenting(settings, augment_p)
         if strategy is None:
             step = _training_step(sessions.scale_pixels(real_images), z, settings, optimizers,
-                                  augmenting=augmenting)
+                                  augmenting=augmenting, labels=labels)
         else:
-            step = _replicated_step(strategy, real_images, z, settings, optimizers, augmenting)
+            step = _replicated_step(strategy, real_images, z, settings, optimizers, augmenting,
+                                    labels)
         after = [step.last_update]
         if augment_p == AUGMENT_ADAPTIVE:
             after.append(augmentation.adaptive_p(
@@ -183,18 +197,22 @@ def _global_batch(real_images, strategy):
 
 
 def _training_step(real, z, settings, optimizers, loss_scale=1.0, build_averaged=None,
-                   augmenting=None):
+                   augmenting=None, labels=None):
     """One D update then g_steps G updates on (real, z), built in this thread; see build_model.
 
     `loss_scale` multiplies the losses the optimizers minimize (not those logged): under a
     strategy it is 1 / replicas, since the strategy sums the replicas' gradients. With
     settings.g_ema_decay, `build_averaged()` builds the averaged generator's Sampler after the
     first G update (by default, here, for z). With `augmenting` (an _Augmenting of this batch's
-    rows), D sees every batch through settings.augment.
+    rows), D sees every batch through settings.augment. A conditional step's `labels` (its
+    _Labels) go with the images: the reals' classes with the reals, G's with G and its images.
     """
     d_optimizer, g_optimizer = optimizers
     networks, output_dim = settings.networks, settings.output_dim
-    generates = dict(networks, image_size=settings.image_size)
+    real_classes, fake_classes = ({}, {}) if labels is None else (
+        dict(labels=labels.real, num_classes=settings.num_classes),
+        dict(labels=labels.fake, num_classes=settings.num_classes))
+    generates = dict(networks, image_size=settings.image_size, **fake_classes)
     scaled = (lambda loss: loss) if loss_scale == 1.0 else (lambda loss: loss * loss_scale)
 
     def seen(images, pass_index):
@@ -210,9 +228,10 @@ def _training_step(real, z, settings, optimizers, loss_scale=1.0, build_averaged
         fake = seen(dcgan.generator(z, output_dim, training=True, **generates), 1)
     with layers.recorded_updates() as d_stat_updates:
         real_prob, real_logits = dcgan.discriminator(seen(real, 0), alpha=settings.alpha,
-                                                     **networks)
+                                                     **networks, **real_classes)
     fake_prob, fake_logits = dcgan.discriminator(fake, reuse=True, alpha=settings.alpha,
-                                                 update_moving_stats=False, **networks)
+                                                 update_moving_stats=False, **networks,
+                                                 **fake_classes)
     d_loss = dcgan.discriminator_loss(real_logits, fake_logits, settings.smooth)
     d_real, d_fake = tf.reduce_mean(real_prob), tf.reduce_mean(fake_prob)
     d_real_sign = tf.reduce_mean(tf.sign(real_logits))  # ADA's r_t, for this batch
@@ -222,7 +241,8 @@ def _training_step(real, z, settings, optimizers, loss_scale=1.0, build_averaged
             dcgan.DISCRIMINATOR_SCOPE))
 
     # (2) Update G, g_steps times: maximize log D(G(z)) against the updated D.
-    build_averaged = build_averaged or (lambda: _step_averaged_sampler(z, settings))
+    build_averaged = build_averaged or (lambda: _step_averaged_sampler(
+        z, settings, labels.fake if labels else None))
     g_losses, averaged = [], None
     for index in range(settings.g_steps):
         with tf.control_dependencies([last_update]):
@@ -231,7 +251,8 @@ def _training_step(real, z, settings, optimizers, loss_scale=1.0, build_averaged
                     fake = seen(dcgan.generator(z, output_dim, reuse=True, training=True,
                                                 **generates), 1 + index)
             _, fake_logits_after = dcgan.discriminator(fake, reuse=True, alpha=settings.alpha,
-                                                       update_moving_stats=False, **networks)
+                                                       update_moving_stats=False, **networks,
+                                                       **fake_classes)
             g_losses.append(dcgan.generator_loss(fake_logits_after))
         with tf.control_dependencies([last_update] + g_stat_updates):
             last_update = g_optimizer.minimize(scaled(g_losses[-1]), var_list=g_vars)
@@ -242,11 +263,13 @@ def _training_step(real, z, settings, optimizers, loss_scale=1.0, build_averaged
     return _Step(last_update, d_loss, g_losses[0], d_real, d_fake, d_real_sign, averaged, g_vars)
 
 
-def _step_averaged_sampler(z, settings):
-    """The averaged generator's Sampler on `z`, built with the step's settings."""
+def _step_averaged_sampler(z, settings, fake_labels=None):
+    """The averaged generator's Sampler on `z` (and a conditional one's classes to generate),
+    built with the step's settings."""
     return averaged_generator.averaged_sampler(
         z, settings.output_dim, settings.networks["precision"],
-        settings.networks["implementation"], settings.image_size)
+        settings.networks["implementation"], settings.image_size, fake_labels,
+        settings.num_classes)
 
 
 def _replica_loss_scale(strategy):
@@ -254,7 +277,8 @@ def _replica_loss_scale(strategy):
     return 1.0 / strategy.num_replicas_in_sync
 
 
-def _replicated_step(strategy, real_images, z, settings, optimizers, augmenting=None):
+def _replicated_step(strategy, real_images, z, settings, optimizers, augmenting=None,
+                     labels=None):
     """The step run by every replica of `strategy` on its slice of the batch fed here.
 
     Each replica's losses are divided by the number of replicas in sync: the v1 optimizers sum
@@ -271,7 +295,8 @@ def _replicated_step(strategy, real_images, z, settings, optimizers, augmenting=
         one-device graph builds it: its sampler is the whole model's, on the whole z."""
         def build(_):
             if not averaged:
-                averaged.append(_step_averaged_sampler(z, settings))
+                averaged.append(_step_averaged_sampler(z, settings,
+                                                       labels.fake if labels else None))
         tf.distribute.get_replica_context().merge_call(build)
         return averaged[0]
 
@@ -284,8 +309,10 @@ def _replicated_step(strategy, real_images, z, settings, optimizers, augmenting=
         rows = slice(local * share, (local + 1) * share)
         rows_augmenting = augmenting._replace(draws=augmenting.draws[rows]) if augmenting \
             else None
+        rows_labels = _Labels(labels.real[rows], labels.fake[rows]) if labels else None
         step = _training_step(sessions.scale_pixels(real_images[rows]), z[rows], settings,
-                              optimizers, loss_scale, build_averaged, rows_augmenting)
+                              optimizers, loss_scale, build_averaged, rows_augmenting,
+                              rows_labels)
         return (step.last_update, step.d_loss, step.g_loss, step.d_real, step.d_fake,
                 step.d_real_sign)
 

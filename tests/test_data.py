@@ -296,3 +296,14 @@ def test_without_the_archive_and_downloading_off_the_message_says_where_to_get_i
         data.load_dataset("cifar10", str(tmp_path), download=False)
     assert "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz" in str(raised.value)
     assert "c32a1d4ab5d03f1284b67883e8d87530" in str(raised.value)
+
+
+def test_every_labeled_dataset_names_its_classes(tmp_path):
+    assert data.class_names(data.Dataset("svhn", None, None)) == [str(d) for d in range(10)]
+    assert data.class_names(data.Dataset("cifar10", None, None))[:3] == ["airplane",
+                                                                         "automobile", "bird"]
+    labels = np.array([0, 1, 1])
+    folder = data.Dataset(data.FOLDER, None, labels, ("cats", "dogs"), "f", None)
+    assert data.class_names(folder) == ["cats", "dogs"]
+    flat = data.Dataset(data.FOLDER, None, None, None, "f", None)
+    assert data.class_names(flat) is None

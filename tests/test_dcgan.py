@@ -268,3 +268,44 @@ def test_value_errors(graph):
         dcgan.model_optimizers(loss, loss, learning_rate=0)
     with pytest.raises(ValueError, match="beta1"):
         dcgan.model_optimizers(loss, loss, beta1=1.0)
+
+
+# --- A conditional DCGAN (--conditional) -----------------------------------------------------
+def test_conditional_networks_add_a_class_embedding_and_a_projection_only(graph):
+    z = tf1.placeholder(tf.float32, [None, hyperparameters.Z_DIM])
+    labels = tf1.placeholder(tf.int32, [None])
+    images = dcgan.generator(z, 3, labels=labels, num_classes=7)
+    probability, logits = dcgan.discriminator(images, labels=labels, num_classes=7)
+    shapes = {v.op.name: v.shape.as_list() for v in tf1.global_variables()}
+    size = hyperparameters.CLASS_EMBEDDING_SIZE
+    assert shapes["generator/class/embedding"] == [7, size]
+    assert shapes["generator/dense1/kernel"] == [hyperparameters.Z_DIM + size, 4 * 4 * 512]
+    assert shapes["discriminator/projection/embedding"] == [7, 4 * 4 * 256]
+    plain = {name for name in shapes if "class" not in name and "projection" not in name}
+    with tf.Graph().as_default():
+        dcgan.discriminator(dcgan.generator(tf1.placeholder(tf.float32, [None, 100]), 3))
+        assert {v.op.name for v in tf1.global_variables()} == plain  # nothing else differs
+    assert probability.shape.as_list() == logits.shape.as_list() == [None, 1]
+
+
+def test_the_projection_is_the_class_vector_against_the_last_features(graph):
+    """D(x, y)'s logit minus D's unconditional logit is <V[y], phi(x)>: checked in NumPy."""
+    x = tf1.placeholder(tf.float32, [None, 16, 16, 1])
+    labels = tf1.placeholder(tf.int32, [None])
+    _, conditional = dcgan.discriminator(x, labels=labels, num_classes=3, training=False)
+    activations, plain = dcgan._discriminator_layers(x, True, 0.2, False, "float32", False,
+                                                     "native")
+    table = [v for v in tf1.global_variables() if v.op.name.endswith("projection/embedding")][0]
+    rng = np.random.default_rng(0)
+    feed = {x: rng.uniform(-1, 1, (4, 16, 16, 1)), labels: [2, 0, 1, 2]}
+    with session(graph) as sess:
+        sess.run(tf1.global_variables_initializer())
+        got, base, last, vectors = sess.run([conditional, plain, activations[-1], table], feed)
+    expected = base[:, 0] + np.sum(vectors[feed[labels]] * last.reshape(4, -1), axis=1)
+    np.testing.assert_allclose(got[:, 0], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_labels_need_a_number_of_classes(graph):
+    z = tf1.placeholder(tf.float32, [None, 100])
+    with pytest.raises(ValueError, match="num_classes"):
+        dcgan.generator(z, 1, labels=tf1.placeholder(tf.int32, [None]))

@@ -161,3 +161,19 @@ def test_evaluate_and_features_work_from_another_folder(tmp_path, quick_classifi
     assert f"{start / 'pictures'}: 30 images from the cache" in capsys.readouterr().out
     assert os.listdir(elsewhere) == []
     assert (start / "data" / "classifiers" / f"folder-{config['data_fingerprint']}").is_dir()
+
+
+def test_a_conditional_run_reports_how_often_the_classifier_reads_the_class_asked_for(
+        tmp_path, fast_classifier, capsys):
+    run = tmp_path / "run"
+    argv = ["--dataset", "mnist-sample", "--data-dir", str(tmp_path / "d"), "--out", str(run),
+            "--batch-size", "32", "--max-steps", "3", "--conditional"]
+    assert train.main(argv) == 0
+    capsys.readouterr()
+    assert evaluate.main(["--run", str(run), "--num", "200"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((run / "evaluation.json").read_text())["3"]
+    assert 0.0 <= report["class_agreement"] <= 1.0
+    assert len(report["class_agreement_by_class"]) == 10
+    assert f"the classifier reads the class asked for in {100 * report['class_agreement']:.1f}%" \
+        in out

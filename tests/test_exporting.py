@@ -501,3 +501,22 @@ def test_a_disk_that_fills_and_a_kill_mid_write_leave_nothing(trained_run, tmp_p
     assert export.main(["--run", str(trained_run), "--out", str(out)]) == 0
     assert os.listdir(tmp_path / "exports") == ["model"]  # the leftover went
     assert snapshot(trained_run) == before
+
+
+@pytest.mark.slow
+def test_a_conditional_run_exports_a_label_input_that_gives_generate_pixels(data_dir,
+                                                                            tmp_path):
+    run, out = tmp_path / "run", tmp_path / "export"
+    assert train.main(train_args(data_dir, run, "--epochs", "1", "--conditional")) == 0
+    assert generate.main(["--run", str(run), "--num", "6", "--class", "4", "--out",
+                          str(tmp_path / "four.npz")]) == 0
+    assert export.main(["--run", str(run), "--out", str(out)]) == 0
+    four = np.load(tmp_path / "four.npz")
+    with tf1.Session(graph=tf.Graph()) as sess:
+        signature = tf1.saved_model.loader.load(sess, ["serve"], str(out)).signature_def[
+            "serving_default"]
+        assert set(signature.inputs) == {"z", "label"}
+        pixels = sess.run(signature.outputs["images"].name,
+                          {signature.inputs["z"].name: four["z"],
+                           signature.inputs["label"].name: four["labels"]})
+    np.testing.assert_array_equal(pixels, four["images"])

@@ -58,3 +58,48 @@ def test_interpolation_walks_end_at_the_samples_of_their_z(data_dir, tmp_path, c
     grid = tmp_path / "walks.png"
     assert generate.main(["--run", str(run), "--interpolate", "3", "--out", str(grid)]) == 0
     assert matplotlib.image.imread(str(grid)).shape[1] == 10 * 64 + 9 * 2  # 10 steps a row
+
+
+def test_a_conditional_run_draws_the_class_asked_for_and_refuses_others(
+        data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train.main(train_args(data_dir, run, "--epochs", "1", "--conditional")) == 0
+    by_index, by_name = tmp_path / "index.npz", tmp_path / "name.npz"
+    assert generate.main(["--run", str(run), "--class", "3", "--num", "6", "--out",
+                          str(by_index)]) == 0
+    assert generate.main(["--run", str(run), "--class", "3", "--num", "6", "--out",
+                          str(by_name)]) == 0
+    index = np.load(by_index)
+    assert index["labels"].tolist() == [3] * 6 and index["z"].shape == (6, 100)
+    np.testing.assert_array_equal(np.load(by_name)["images"], index["images"])
+    again = sampling.sample_images(run_directory.RunDir(str(run)), 0, 0, z=index["z"],
+                                   labels=index["labels"])
+    np.testing.assert_array_equal(data.to_uint8(again.images), index["images"])
+    every = tmp_path / "all.npz"
+    assert generate.main(["--run", str(run), "--class", "all", "--num", "20", "--out",
+                          str(every)]) == 0
+    grid = np.load(every)  # 10 rows of 2, the same z down each column
+    assert grid["labels"].tolist() == [label for label in range(10) for _ in range(2)]
+    np.testing.assert_array_equal(grid["z"][:2], grid["z"][18:])
+    walks = tmp_path / "walks.npz"
+    assert generate.main(["--run", str(run), "--interpolate", "2", "--walk-steps", "3",
+                          "--class", "7", "--out", str(walks)]) == 0
+    assert np.load(walks)["labels"].tolist() == [7] * 6  # a walk keeps its class
+    capsys.readouterr()
+    for wanted in ("10", "seven", "-1"):
+        assert generate.main(["--run", str(run), "--class", wanted, "--out",
+                              str(tmp_path / "x.png")]) == 1
+        assert f"--class {wanted}: this run has no such class; its classes are 0, 1" in \
+            capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_class_on_an_unconditional_run_is_one_line(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
+    capsys.readouterr()
+    for wanted in ("3", "all"):
+        assert generate.main(["--run", str(run), "--class", wanted]) == 1
+        assert capsys.readouterr().err.strip() == (
+            "error: --class goes with a run trained with --conditional; this run is not "
+            "conditional")

@@ -32,3 +32,21 @@ def test_flip_mirrors_about_half_the_real_images_and_nothing_else(graph):
     np.testing.assert_array_equal(again, flipped)  # a function of (seed, step)
     assert images.tobytes() == np.random.default_rng(1).integers(
         0, 256, (64, 16, 16, 3), dtype=np.uint8).tobytes()  # the dataset is untouched
+
+
+def test_a_conditional_feed_holds_the_rows_classes_and_classes_drawn_with_their_shares(graph):
+    model = training_step.build_model(1, image_size=16, g_steps=1, num_classes=3)
+    images = np.zeros((300, 16, 16, 1), np.uint8)
+    labels = np.repeat([0, 1, 2], [200, 50, 50])  # shares 2/3, 1/6, 1/6
+    classes = sessions.class_labels(labels, 3)
+    np.testing.assert_allclose(classes.shares, [2 / 3, 1 / 6, 1 / 6])
+    indices = np.random.default_rng(0).permutation(300)[:240]
+    whole = sessions.step_feed(model, images, indices, 5, 9, classes=classes)
+    np.testing.assert_array_equal(whole[model.real_labels], labels[indices])
+    drawn = np.bincount(whole[model.fake_labels], minlength=3) / 240
+    assert abs(drawn[0] - 2 / 3) < 0.1 and drawn.min() > 0
+    for worker in range(2):  # each worker its rows of both
+        share = sessions.step_feed(model, images, indices, 5, 9, worker, 2, classes=classes)
+        rows = slice(worker * 120, (worker + 1) * 120)
+        np.testing.assert_array_equal(share[model.fake_labels], whole[model.fake_labels][rows])
+        np.testing.assert_array_equal(share[model.real_labels], whole[model.real_labels][rows])

@@ -189,3 +189,26 @@ def test_two_replicas_with_synchronized_batch_norm_augment_as_one_device():
                 results.append(sess.run([model.d_loss, model.g_loss, model.d_real_sign,
                                          model.train_step], feed)[:3])
     np.testing.assert_allclose(results[0], results[1], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_replicas_with_synchronized_batch_norm_condition_as_one_device():
+    """A conditional step (and its augmentation): each replica takes its rows of the classes as
+    of the images; two replicas at B/2 compute one device's losses at B."""
+    results = []
+    classes = sessions.class_labels(np.arange(8) % 4, 4)
+    for devices in (1, 2):
+        engine = strategies.make_engine(devices)
+        with tf.Graph().as_default():
+            tf1.set_random_seed(0)
+            model = training_step.build_model(
+                1, image_size=16, g_steps=1, strategy=engine.strategy,
+                sync_batch_norm=devices > 1, augment=("translation",), num_classes=4)
+            images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 1), dtype=np.uint8)
+            with tf1.Session(config=sessions.session_config(
+                    cpu_devices=engine.cpu_devices)) as sess:
+                sess.run(tf1.global_variables_initializer())
+                feed = sessions.step_feed(model, images, np.arange(8), 0, 0, classes=classes)
+                results.append(sess.run([model.d_loss, model.g_loss, model.d_real_sign,
+                                         model.train_step], feed)[:3])
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5)

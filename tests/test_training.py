@@ -27,7 +27,8 @@ import generate
 import train
 from machinery import classifiers, errors, pictures, quality, run_directory
 from helpers import (ROOT, TRAIN_BATCH, archive_path, checkpoint_steps, checkpoint_values,
-                     csv_steps, start_training, train_args, write_cifar10, write_svhn)
+                     csv_steps, only_error_line, start_training, train_args,
+                     write_cifar10, write_folder, write_svhn)
 
 
 @pytest.mark.slow
@@ -372,3 +373,46 @@ def test_resuming_with_other_augmentation_settings_is_refused_in_one_line(
     assert train.main(train_args(data_dir, run, "--epochs", "2", *second)) == 1
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and changed in error[0] and "--fresh" in error[0]
+
+
+# --- Conditional runs ------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_conditional_run_grids_a_row_per_class_and_keeps_its_classes(
+        data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train.main(train_args(data_dir, run, "--epochs", "1", "--conditional",
+                                 "--sample-grid", "3", "--augment", "cutout")) == 0
+    assert "classes: 10: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in capsys.readouterr().out
+    config = json.loads((run / "config.json").read_text())
+    assert config["conditional"] and config["num_classes"] == 10
+    assert config["class_names"] == [str(digit) for digit in range(10)]
+    grid = np.asarray(Image.open(run / "samples" / "epoch_0001.png"))
+    assert grid.shape[0] == 10 * 64 + 9 * 2 + 24 and grid.shape[1] == 3 * 64 + 2 * 2  # 10 rows
+    values = checkpoint_values(str(run))
+    assert values["generator/class/embedding"].shape == (10, 16)
+    for flags, changed in (([], "conditional True -> False"),):
+        assert train.main(train_args(data_dir, run, "--epochs", "2", *flags)) == 1
+        assert changed in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_unconditional_run_refuses_to_resume_conditional(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train.main(train_args(data_dir, run, "--epochs", "1")) == 0
+    capsys.readouterr()
+    assert train.main(train_args(data_dir, run, "--epochs", "2", "--conditional")) == 1
+    assert "conditional False -> True" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_conditional_on_pictures_without_classes_is_one_line_and_leaves_no_run(
+        tmp_path, capsys):
+    write_folder(str(tmp_path / "flat"), per_class=4, flat=True)
+    out = tmp_path / "run"
+    argv = ["--dataset", "folder", "--images", str(tmp_path / "flat"), "--data-dir",
+            str(tmp_path / "data"), "--out", str(out), "--image-size", "16", "--batch-size", "4",
+            "--conditional"]
+    assert train.main(argv) == 1
+    line = only_error_line(capsys.readouterr().err)
+    assert f"--conditional needs labeled images: {tmp_path / 'flat'} has no classes" in line
+    assert not out.exists()

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import dcgan
-from machinery import hyperparameters, sessions, training_step
+from machinery import averaged_generator, hyperparameters, sessions, training_step
 from helpers import ROOT, session, values_by_name
 
 tf1 = tf.compat.v1
@@ -212,3 +212,72 @@ def test_an_adaptive_p_is_a_checkpointed_variable_the_step_moves():
 def test_bad_augmentation_arguments_are_value_errors(graph, kwargs, message):
     with pytest.raises(ValueError, match=message):
         training_step.build_model(1, image_size=16, **kwargs)
+
+
+# --- A conditional step (--conditional) ------------------------------------------------------
+def conditional_batches(channels, count=3, classes=4):
+    rng = np.random.default_rng(12)
+    return [(rng.integers(0, 256, (BATCH, 32, 32, channels), dtype=np.uint8),
+             rng.uniform(-1, 1, (BATCH, hyperparameters.Z_DIM)).astype(np.float32),
+             rng.integers(0, classes, BATCH).astype(np.int32),
+             rng.integers(0, classes, BATCH).astype(np.int32)) for _ in range(count)]
+
+
+@pytest.mark.slow
+def test_the_conditional_fused_step_equals_the_conditional_reference():
+    """model_loss + model_optimizers given the real images' classes and those to generate: the
+    fused step trains the same, as for the unconditional DCGAN."""
+    batches = conditional_batches(1)
+    with tf.Graph().as_default() as graph:
+        tf1.set_random_seed(7)
+        real = tf1.placeholder(tf.float32, [None, 32, 32, 1])
+        z = tf1.placeholder(tf.float32, [None, hyperparameters.Z_DIM])
+        real_labels, fake_labels = (tf1.placeholder(tf.int32, [None]) for _ in range(2))
+        losses = dcgan.model_loss(real, z, 1, real_labels=real_labels, fake_labels=fake_labels,
+                                  num_classes=4)
+        d_opt, g_opt = dcgan.model_optimizers(losses.d_loss, losses.g_loss)
+        with session(graph) as sess:
+            sess.run(tf1.global_variables_initializer())
+            initial = values_by_name(sess)
+            for images, noise, reals, fakes in batches:
+                feed = {real: images.astype(np.float32) / np.float32(127.5) - 1, z: noise,
+                        real_labels: reals, fake_labels: fakes}
+                sess.run(d_opt, feed)
+                sess.run(g_opt, feed)
+            expected = values_by_name(sess)
+    with tf.Graph().as_default() as graph:
+        tf1.set_random_seed(7)
+        model = training_step.build_model(1, g_steps=1, num_classes=4)
+        with session(graph) as sess:
+            sess.run(tf1.global_variables_initializer())
+            for variable in tf1.global_variables():
+                if variable.op.name in initial:
+                    variable.load(initial[variable.op.name], sess)
+            for images, noise, reals, fakes in batches:
+                sess.run(model.train_step, {model.real_images: images, model.z: noise,
+                                            model.real_labels: reals, model.fake_labels: fakes})
+            got = values_by_name(sess)
+    assert {"generator/class/embedding", "discriminator/projection/embedding"} <= set(expected)
+    for name, value in expected.items():  # the bound and its reasons: the unconditional test's
+        distance = np.abs(value - initial[name]).mean()
+        assert np.abs(got[name] - value).mean() <= 0.10 * distance, name
+
+
+def test_a_conditional_model_takes_both_classes_and_its_sampler_the_generated_ones(graph):
+    model = training_step.build_model(1, image_size=16, g_steps=1, num_classes=3,
+                                      g_ema_decay=0.9)
+    assert model.num_classes == 3 and model.sampler.labels is model.fake_labels
+    assert model.averaged.labels is model.fake_labels and model.averaged.num_classes == 3
+    rng = np.random.default_rng(0)
+    feed = {model.real_images: rng.integers(0, 256, (BATCH, 16, 16, 1), dtype=np.uint8),
+            model.z: rng.uniform(-1, 1, (BATCH, 100)).astype(np.float32),
+            model.real_labels: np.arange(BATCH) % 3, model.fake_labels: np.arange(BATCH) % 3}
+    with session(graph) as sess:
+        sess.run(tf1.global_variables_initializer())
+        sess.run(model.start_average)
+        losses = sess.run([model.train_step, model.d_loss, model.g_loss], feed)[1:]
+        averaged_generator.prepare_sampler(sess, model.averaged)
+        one, two = (sessions.run_sampler(sess, model.averaged, feed[model.z][:2],
+                                         labels=np.array([label, label], np.int32))
+                    for label in (0, 2))
+    assert all(np.isfinite(losses)) and not np.allclose(one, two)  # the class changes the image
