@@ -6,6 +6,8 @@
                                                             step by step (no training needed)
   python -m machinery.studies sample-sizes --run RUN        KID and FD at 500, 1,000, 5,000 samples
   python -m machinery.studies curve --run RUN               an --eval-every run's numbers by epoch
+  python -m machinery.studies digits RUN[@CHECKPOINT] ...   runs on folders of mnist-sample digits
+                                                            of any size, scored alike
 
 `spaces` takes runs of one labeled folder (the digit folder of docs/data.md: runs of different
 quality, such as checkpoints after 1, 2, 5 and 10 epochs, with and without augmentation): each
@@ -17,6 +19,7 @@ and KID with the classifier's. A space that ranks the runs as the classes do has
 near 1. Each prints a table and, with --out, writes its numbers as JSON.
 """
 import argparse
+import csv
 import json
 import os
 import sys
@@ -30,8 +33,9 @@ if __name__ == "__main__":
     quiet_start.import_tensorflow()  # TensorFlow's start-up chatter kept off the terminal
 
 import data  # noqa: E402  (TensorFlow: after the filter)
-from machinery import (evaluation, feature_cache, feature_spaces, image_rows,  # noqa: E402
-                       inception, kid, metrics, quality, run_directory, sampling)
+from machinery import (classifiers, evaluation, feature_cache, feature_spaces,  # noqa: E402
+                       image_rows, inception, kid, metrics, near_copies, quality, run_directory,
+                       sampling)
 
 
 def correlations(reference, values):
@@ -245,6 +249,70 @@ def curve_lines(run):
     return lines
 
 
+NEAR_COPY_HELDOUT = 5000  # evaluate.py's: training images held out in turn
+
+
+def score_digit_runs(items, num, seed, data_dir="data"):
+    """The rows of `digits`: runs on folders of mnist-sample digits (500, 1,000, all 5,000, as
+    docs/augmentation.md writes them), every one scored with the mnist-sample classifier against
+    all 5,000 digits, so runs on folders of any size compare; and near copies in its features,
+    each sample against the run's own training images (near_copies: held out in turn)."""
+    classifier, _ = classifiers.load_classifier("mnist-sample", data_dir, download=False)
+    digits = data.load_dataset("mnist-sample")
+    real_outputs = classifier.predict(digits.images)
+    table = []
+    try:
+        for item in items:
+            run, checkpoint = parse_item(item)
+            config = run.read_config()
+            training = evaluation.trained_data(config)[0].images
+            images = data.to_uint8(sampling.sample_images(run, num, seed, checkpoint).images)
+            outputs = classifier.predict(images)
+            entry = {"run": item, "images": len(training), **quality.quality(
+                classifier, images, digits.images, seed, real_outputs, outputs)}
+            found = near_copies.near_copies(outputs[1], classifier.predict(training)[1],
+                                            min(len(training), NEAR_COPY_HELDOUT))
+            entry.update(near_copies=found.num_flagged, near_copies_expected=found.expected_flagged,
+                         near_copies_p=found.p_value)
+            table.append(entry)
+            print(f"{item}: {json.dumps(entry, default=float)}", flush=True)
+    finally:
+        classifier.close()
+    return table
+
+
+def digit_lines(table):
+    lines = [f"{'run':<40} {'images':>6} {'score':>6} {'FD':>8} {'KID':>8} {'entropy':>7} "
+             f"{'near copies (expected)':>23}"]
+    for row in table:
+        lines.append(f"{row['run'][-40:]:<40} {row['images']:>6} {row['classifier_score']:>6.2f} "
+                     f"{row['frechet_distance']:>8.2f} {row['kid']:>8.4f} "
+                     f"{row['class_entropy']:>7.3f} {row['near_copies']:>12} "
+                     f"({row['near_copies_expected']:.0f})")
+    return lines
+
+
+def plot_health(items, path):
+    """d_real_sign and augment_p (metrics.csv) of the runs, against the step, in one figure."""
+    from machinery import pictures
+
+    figure = pictures._pyplot().figure(figsize=(10, 4))
+    sign_axes, p_axes = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+    for item in items:
+        run, _ = parse_item(item)
+        with open(run.metrics_path, newline="") as handle:  # by its header: any layout with one
+            rows = [row for row in csv.DictReader(handle) if row.get("d_real_sign")]
+        steps = [int(row["step"]) for row in rows]
+        sign_axes.plot(steps, [float(row["d_real_sign"]) for row in rows], label=item,
+                       linewidth=0.8)
+        p_axes.plot(steps, [float(row["augment_p"] or 0.0) for row in rows], label=item,
+                    linewidth=0.8)
+    sign_axes.set(title="d_real_sign (r_t over 10 steps)", xlabel="step")
+    p_axes.set(title="augment_p", xlabel="step")
+    p_axes.legend(fontsize=6)
+    pictures.save_figure(figure, path, dpi=100)
+
+
 # --- The command line --------------------------------------------------------------------------
 def table_lines(table, names):
     """One line per run (or condition): the class-based numbers, then each space's FD and KID."""
@@ -277,12 +345,17 @@ def build_parser():
     sizes.add_argument("--repeats", type=int, default=5)
     curve = commands.add_parser("curve", help="an --eval-every run's numbers by epoch")
     curve.add_argument("--run", required=True)
-    for command, num in ((spaces, 5000), (ladder, 2000)):
+    digits = commands.add_parser("digits", help="runs on digit folders of any size, scored alike")
+    digits.add_argument("items", nargs="+", metavar="RUN[@CHECKPOINT]")
+    digits.add_argument("--curves", default=None, metavar="PNG",
+                        help="also draw the runs' d_real_sign and augment_p into this picture")
+    for command, num in ((spaces, 5000), (ladder, 2000), (digits, 5000)):
         command.add_argument("--num", type=int, default=num,
                              help="generated (or changed) images, and real ones, per row")
+    for command in (spaces, ladder):
         command.add_argument("--inception-graph", default=None, metavar="FILE",
                              help="also Inception's features (slow on a CPU)")
-    for command in (spaces, ladder, sizes):
+    for command in (spaces, ladder, sizes, digits):
         command.add_argument("--seed", type=int, default=0)
         command.add_argument("--out", default=None, help="write the numbers as JSON here")
     return parser
@@ -291,6 +364,11 @@ def build_parser():
 def run_study(args):
     if args.study == "curve":
         return curve_lines(run_directory.RunDir(args.run)), None
+    if args.study == "digits":
+        table = score_digit_runs(args.items, args.num, args.seed)
+        if args.curves:
+            plot_health(args.items, args.curves)
+        return digit_lines(table), table
     if args.study == "sample-sizes":
         table = score_sample_sizes(run_directory.RunDir(args.run),
                                    [int(size) for size in args.sizes.split(",")], args.repeats,

@@ -4,7 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
+import data
 import train
 from machinery import checkpoints, classifiers, durable, metrics, run_directory, studies
 from helpers import folder_run_args, write_folder
@@ -75,3 +77,27 @@ def test_the_spaces_and_sample_size_studies_on_a_small_labeled_folder(tmp_path, 
                          "--repeats", "2"]) == 0
     out = capsys.readouterr().out
     assert "     4       real" in out and "     8  generated" in out
+
+
+@pytest.mark.slow
+def test_digit_runs_are_scored_with_one_classifier_and_their_curves_drawn(tmp_path, capsys,
+                                                                           monkeypatch):
+    """`digits` on a run of a folder of mnist-sample digits: the mnist-sample classifier's
+    numbers against all 5,000 digits, near copies against the run's own images, and the
+    picture of its d_real_sign and augment_p."""
+    monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "mnist-sample", (None, None, 1))
+    monkeypatch.chdir(tmp_path)
+    digits = data.load_dataset("mnist-sample")
+    for index in range(40):
+        folder = tmp_path / "digits" / str(digits.labels[index])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(digits.images[index][..., 0]).save(folder / f"{index}.png")
+    assert train.main(["--dataset", "folder", "--images", "digits", "--batch-size", "8",
+                       "--max-steps", "4", "--log-every", "1", "--out", "run", "--augment",
+                       "cutout"]) == 0
+    table = studies.score_digit_runs(["run"], 100, 0)
+    assert table[0]["images"] == 40 and table[0]["num_real"] == 5000
+    assert 1.0 <= table[0]["classifier_score"] <= 10.0 and table[0]["kid"] > 0
+    assert 0 <= table[0]["near_copies"] <= 100
+    studies.plot_health(["run"], str(tmp_path / "curves.png"))
+    assert (tmp_path / "curves.png").stat().st_size > 1000
