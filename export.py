@@ -18,13 +18,9 @@ FORMATS = ("saved_model", "tflite")  # machinery/exporting.py's, without importi
 
 def build_parser():
     parser = options.new_parser(__doc__.split("\n")[0])
-    group = parser.add_argument_group("the run")
+    options.add_run_group(parser, "export the trained weights, not their average")
+    group = parser.add_argument_group("what to export")
     add = group.add_argument
-    add("--run", required=True, help="run directory of train.py")
-    add("--checkpoint", default=None,
-        help="a checkpoint prefix, or best (with --eval-every runs), instead of the run's newest")
-    add("--raw", action="store_true",
-        help="a run trained with --g-ema: export the trained weights, not their average")
     add("--seed", type=options.SEED, default=0,
         help="seed of the averaged generator's batch-norm statistics, as generate.py's --seed: "
              "the same seed gives generate.py's pixels (default: 0; no effect without --g-ema "

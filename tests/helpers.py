@@ -9,6 +9,8 @@ import http.server
 import importlib
 import io
 import os
+import resource
+import signal
 import struct
 import subprocess
 import sys
@@ -408,3 +410,11 @@ def folder_run_args(tmp_path, folder="pictures", out="run", *extra):
     return ["--dataset", "folder", "--images", str(tmp_path / folder), "--data-dir",
             str(tmp_path / "data"), "--out", str(tmp_path / out), "--image-size", "16",
             "--batch-size", "8", "--sample-grid", "2", "--epochs", "1", *extra]
+
+
+def limit_file_size(limit):
+    """A subprocess preexec_fn: writes past `limit` bytes fail with EFBIG (a disk that fills)."""
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply

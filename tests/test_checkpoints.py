@@ -8,8 +8,6 @@ at every write), and named by every command that reads a checkpoint."""
 import errno
 import json
 import os
-import resource
-import signal
 
 import numpy as np
 import PIL.Image
@@ -21,8 +19,8 @@ import features
 import generate
 import train
 from machinery import checkpoints, classifiers, durable, errors
-from helpers import (checkpoint_steps, metric_steps, one_error_line, snapshot, start_training,
-                     train_args)
+from helpers import (checkpoint_steps, limit_file_size, metric_steps, one_error_line, snapshot,
+                     start_training, train_args)
 
 tf1 = tf.compat.v1
 
@@ -113,13 +111,6 @@ def test_checkpoint_of_another_model_is_a_clear_error(data_dir, tmp_path, capsys
 
 
 # --- Writes that fail ------------------------------------------------------------------------
-def limit_file_size(limit):
-    def apply():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
-
-
 @pytest.mark.slow
 def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_one(data_dir, run):
     before = snapshot(run, skip={"metrics.csv"})

@@ -168,10 +168,9 @@ def test_more_devices_than_the_process_has_is_one_line(data_dir, tmp_path, capsy
     assert "Traceback" not in err and not os.path.exists(tmp_path / "run")
 
 
-@pytest.mark.slow
-def test_two_replicas_with_synchronized_batch_norm_augment_as_one_device():
-    """Each replica takes its rows of the step's fed numbers, as of z: two replicas at B/2 see the
-    very augmentations one device sees at B (p = 1, every policy)."""
+def first_step_losses_on_one_and_two_devices(classes=None, **model_options):
+    """d_loss, g_loss, d_real_sign of one step at B = 8 on one device, then on two replicas at
+    B/2 with synchronized batch norm: each replica takes its rows of every fed number."""
     results = []
     for devices in (1, 2):
         engine = strategies.make_engine(devices)
@@ -179,31 +178,7 @@ def test_two_replicas_with_synchronized_batch_norm_augment_as_one_device():
             tf1.set_random_seed(0)
             model = training_step.build_model(
                 1, image_size=16, g_steps=1, strategy=engine.strategy,
-                sync_batch_norm=devices > 1, augment=("color", "translation", "cutout"),
-                augment_p=1.0)
-            images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 1), dtype=np.uint8)
-            with tf1.Session(config=sessions.session_config(
-                    cpu_devices=engine.cpu_devices)) as sess:
-                sess.run(tf1.global_variables_initializer())
-                feed = sessions.step_feed(model, images, np.arange(8), 0, 0)
-                results.append(sess.run([model.d_loss, model.g_loss, model.d_real_sign,
-                                         model.train_step], feed)[:3])
-    np.testing.assert_allclose(results[0], results[1], rtol=1e-5)
-
-
-@pytest.mark.slow
-def test_two_replicas_with_synchronized_batch_norm_condition_as_one_device():
-    """A conditional step (and its augmentation): each replica takes its rows of the classes as
-    of the images; two replicas at B/2 compute one device's losses at B."""
-    results = []
-    classes = sessions.class_labels(np.arange(8) % 4, 4)
-    for devices in (1, 2):
-        engine = strategies.make_engine(devices)
-        with tf.Graph().as_default():
-            tf1.set_random_seed(0)
-            model = training_step.build_model(
-                1, image_size=16, g_steps=1, strategy=engine.strategy,
-                sync_batch_norm=devices > 1, augment=("translation",), num_classes=4)
+                sync_batch_norm=devices > 1, **model_options)
             images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 1), dtype=np.uint8)
             with tf1.Session(config=sessions.session_config(
                     cpu_devices=engine.cpu_devices)) as sess:
@@ -211,4 +186,22 @@ def test_two_replicas_with_synchronized_batch_norm_condition_as_one_device():
                 feed = sessions.step_feed(model, images, np.arange(8), 0, 0, classes=classes)
                 results.append(sess.run([model.d_loss, model.g_loss, model.d_real_sign,
                                          model.train_step], feed)[:3])
-    np.testing.assert_allclose(results[0], results[1], rtol=1e-5)
+    return results
+
+
+@pytest.mark.slow
+def test_two_replicas_with_synchronized_batch_norm_augment_as_one_device():
+    """The augmentations' fed numbers split as z does: two replicas at B/2 see the very
+    augmentations one device sees at B (p = 1, every policy)."""
+    one, two = first_step_losses_on_one_and_two_devices(
+        augment=("color", "translation", "cutout"), augment_p=1.0)
+    np.testing.assert_allclose(one, two, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_replicas_with_synchronized_batch_norm_condition_as_one_device():
+    """A conditional step (and its augmentation): the classes split as the images do."""
+    one, two = first_step_losses_on_one_and_two_devices(
+        classes=sessions.class_labels(np.arange(8) % 4, 4), augment=("translation",),
+        num_classes=4)
+    np.testing.assert_allclose(one, two, rtol=1e-5)
