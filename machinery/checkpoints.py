@@ -6,7 +6,6 @@ A checkpoint holds the weights, both Adam states, the step, the epoch, the fixed
 position in the data (training_graph.py). The files are the truth: a checkpoint exists once its
 index is in place, whatever TensorFlow's own state file says.
 """
-import json
 import os
 import re
 import shutil
@@ -15,7 +14,7 @@ import tempfile
 import tensorflow as tf
 
 from machinery import durable
-from machinery.errors import RunError, cause
+from machinery.errors import RunError, cause, read_saved_record
 
 CHECKPOINT_PREFIX = "model"
 CHECKPOINTS_KEPT = 3
@@ -205,20 +204,11 @@ def best_record(folder):
     Raises:
       RunError: best.json is damaged.
     """
-    path = os.path.join(folder, BEST_RECORD)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            record = json.load(handle)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as error:
-        raise RunError(f"{path}: damaged record of the best checkpoint ({cause(error)}); "
-                       f"remove it, and the next evaluation keeps a new best") from None
-    if not isinstance(record, dict) or not _BEST_INDEX.match(
-            f"{record.get('checkpoint')}.index") or not isinstance(record.get("value"), float):
-        raise RunError(f"{path}: damaged record of the best checkpoint (not the record this "
-                       f"program writes); remove it, and the next evaluation keeps a new best")
-    return record
+    return read_saved_record(
+        os.path.join(folder, BEST_RECORD), "record of the best checkpoint",
+        "remove it, and the next evaluation keeps a new best",
+        is_valid=lambda record: isinstance(record, dict) and bool(_BEST_INDEX.match(
+            f"{record.get('checkpoint')}.index")) and isinstance(record.get("value"), float))
 
 
 def resolve(folder, checkpoint):

@@ -3,6 +3,8 @@
 Every command prints a RunError as one line and exits with its status, never with a traceback;
 `cause` turns an OSError or a TensorFlow error into the one line that says what went wrong.
 """
+import json
+
 EXIT_ERROR = 1
 EXIT_NAN = 3            # a loss that is not finite stopped training
 EXIT_INTERRUPTED = 130  # a signal stopped training after saving (128 + SIGINT, as shells say)
@@ -40,3 +42,19 @@ def write_or_fail(path, write, *args, unsaved=None):
         raise RunError(f"cannot write {path} ({cause(error)}); " + (unsaved or (
             "nothing saved before is lost. Free the space or fix the permission, then run "
             "the same command again"))) from None
+
+
+def read_saved_record(path, what, remedy, is_valid=lambda record: isinstance(record, dict)):
+    """The JSON record this program saved at `path`, None when there is none. One that cannot
+    be read or parsed, or that `is_valid` rejects, is a RunError: "`path`: damaged `what`
+    (why); `remedy`"."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise RunError(f"{path}: damaged {what} ({cause(error)}); {remedy}") from None
+    if not is_valid(record):
+        raise RunError(f"{path}: damaged {what} (not the record this program writes); {remedy}")
+    return record

@@ -18,12 +18,11 @@ Every file is replaced atomically (durable.atomic_write), so a killed process le
 A folder is a run directory when it holds the marker, or the config.json of a run written before
 the marker existed (RunDir.is_run); claims.py trains only in one of those or in an empty folder.
 """
-import json
 import os
 
 import data
 from machinery import durable, hyperparameters
-from machinery.errors import RunError, cause, write_or_fail
+from machinery.errors import RunError, read_saved_record, write_or_fail
 
 RUN_MARKER = ".dcgan-run"
 # Settings every config.json of train.py held, from the first version on: a folder without the
@@ -79,19 +78,8 @@ class RunDir:
     # --- config.json --------------------------------------------------------------------------
     def _load_config(self):
         """The saved settings as a dict, None if there are none; RunError if damaged."""
-        try:
-            with open(self.config_path, encoding="utf-8") as handle:
-                config = json.load(handle)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as error:
-            raise RunError(f"{self.config_path}: damaged run settings ({cause(error)}); put back "
-                           f"a good copy, or start over with --fresh") from None
-        if not isinstance(config, dict):
-            raise RunError(f"{self.config_path}: damaged run settings (a JSON "
-                           f"{type(config).__name__}, not an object); put back a good copy, or "
-                           f"start over with --fresh")
-        return config
+        return read_saved_record(self.config_path, "run settings",
+                                 "put back a good copy, or start over with --fresh")
 
     def saved_config(self):
         """The settings a run saved here, None before its first start; RunError if damaged."""

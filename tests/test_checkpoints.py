@@ -19,8 +19,8 @@ import features
 import generate
 import train
 from machinery import checkpoints, classifiers, durable, errors
-from helpers import (checkpoint_steps, limit_file_size, metric_steps, one_error_line, snapshot,
-                     start_training, train_args)
+from helpers import (checkpoint_steps, checkpoint_values, limit_file_size, metric_steps,
+                     one_error_line, snapshot, start_training, train_args)
 
 tf1 = tf.compat.v1
 
@@ -303,8 +303,6 @@ def test_features_and_evaluate_say_in_one_line_that_a_run_has_no_best(two_epochs
 @pytest.mark.slow
 def test_evaluating_and_keeping_the_best_change_no_training_number(data_dir, tmp_path,
                                                                    monkeypatch):
-    from test_train import checkpoint_values
-
     monkeypatch.setitem(classifiers.CLASSIFIER_DATA, "svhn", (("train",), ("train",), 1))
     plain, evaluated = tmp_path / "plain", tmp_path / "evaluated"
     assert train.main(train_args(data_dir, plain, "--epochs", "2", "--deterministic")) == 0
