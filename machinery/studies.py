@@ -33,9 +33,9 @@ if __name__ == "__main__":
     quiet_start.import_tensorflow()  # TensorFlow's start-up chatter kept off the terminal
 
 import data  # noqa: E402  (TensorFlow: after the filter)
-from machinery import (classifiers, evaluation, feature_cache, feature_spaces,  # noqa: E402
-                       image_rows, inception, kid, metrics, near_copies, quality, run_directory,
-                       sampling)
+from machinery import (classifiers, durable, errors, evaluation, feature_cache,  # noqa: E402
+                       feature_spaces, image_rows, inception, kid, metrics, near_copies, quality,
+                       run_directory, sampling)
 
 
 def correlations(reference, values):
@@ -233,6 +233,7 @@ def curve_lines(run):
     """The quality rows of metrics.csv by epoch, and the best checkpoint kept."""
     from machinery import checkpoints
 
+    run.read_config()  # RunError when `run` is not a run directory
     rows = [row for row in metrics.read_metrics(run.metrics_path) if "frechet_distance" in row]
     best = checkpoints.best_record(run.checkpoint_dir)
     lines = [f"{'epoch':>5} {'step':>6} {'classifier score':>16} {'FD':>9} {'KID':>9} "
@@ -388,11 +389,23 @@ def run_study(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    lines, numbers = run_study(args)
+    try:
+        lines, numbers = run_study(args)
+    except data.DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except errors.RunError as error:  # a snapshot that is not a run, a folder moved...
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
     print("\n".join(lines))
     if numbers is not None and getattr(args, "out", None):
-        with open(args.out, "w", encoding="utf-8") as handle:
-            json.dump(numbers, handle, indent=2, default=float)
+        try:
+            # (NumPy numbers made plain first: write_json takes what json.dumps does)
+            durable.write_json(args.out, json.loads(json.dumps(numbers, default=float)))
+        except OSError as error:
+            print(f"error: cannot write {args.out} ({errors.cause(error)}); the numbers are "
+                  f"above", file=sys.stderr)
+            return 1
         print(f"wrote {args.out}")
     return 0
 

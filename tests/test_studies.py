@@ -48,6 +48,7 @@ def test_the_curve_of_an_eval_every_run_marks_its_best(tmp_path):
          "kid_std": 0.1},
         {"step": 8, "epoch": 2, "classifier_score": 3.0, "frechet_distance": 60.0, "kid": 0.25,
          "kid_std": 0.1}])
+    durable.write_json(run.config_path, {"dataset": "mnist-sample", "output_dim": 1, "z_dim": 100})
     (tmp_path / "checkpoints").mkdir()
     durable.write_json(str(tmp_path / "checkpoints" / checkpoints.BEST_RECORD),
                        {"checkpoint": "best-8", "step": 8, "epoch": 2, "metric": "kid",
@@ -57,9 +58,19 @@ def test_the_curve_of_an_eval_every_run_marks_its_best(tmp_path):
     assert lines[3] == "best: epoch 2, step 8, KID 0.2500 (best-8)"
 
 
+@pytest.mark.parametrize("study", [["spaces", "{missing}"], ["curve", "--run", "{missing}"],
+                                   ["sample-sizes", "--run", "{missing}"]])
+def test_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys, study):
+    argv = [part.format(missing=tmp_path / "nothing") for part in study]
+    assert studies.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "is not a run directory" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
 @pytest.mark.slow
-def test_the_spaces_and_sample_size_studies_on_a_small_labeled_folder(tmp_path, monkeypatch,
-                                                                     capsys):
+def test_the_spaces_and_sample_size_studies_on_a_small_labeled_folder(
+        tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(classifiers, "FOLDER_CLASSIFIER_STEPS", 40)
     write_folder(str(tmp_path / "pictures"))  # 30 images of 3 classes: 3 steps of 8 an epoch
     assert train.main(folder_run_args(tmp_path, "pictures", "run", "--epochs", "3")) == 0
@@ -80,8 +91,8 @@ def test_the_spaces_and_sample_size_studies_on_a_small_labeled_folder(tmp_path, 
 
 
 @pytest.mark.slow
-def test_digit_runs_are_scored_with_one_classifier_and_their_curves_drawn(tmp_path, capsys,
-                                                                           monkeypatch):
+def test_digit_runs_are_scored_with_one_classifier_and_their_curves_drawn(
+        tmp_path, capsys, monkeypatch):
     """`digits` on a run of a folder of mnist-sample digits: the mnist-sample classifier's
     numbers against all 5,000 digits, near copies against the run's own images, and the
     picture of its d_real_sign and augment_p."""

@@ -74,7 +74,7 @@ def test_a_run_leaves_samples_plots_metrics_events_and_checkpoints(data_dir, tmp
     for event in tf.compat.v1.train.summary_iterator(str(run / events[0])):
         tags.update(value.tag for value in event.summary.value)
     assert tags == {"loss/d_loss", "loss/g_loss", "discriminator/d_real",
-                    "discriminator/d_fake", "samples"}
+                    "discriminator/d_fake", "discriminator/d_real_sign", "samples"}
     values = checkpoint_values(str(run))
     assert values["global_step"] == 8
     assert values["run_state/epoch"] == 2 and values["run_state/batch_index"] == 0
