@@ -16,6 +16,7 @@ from machinery import cluster as cluster_lib
 
 tf1 = tf.compat.v1
 
+
 class Engine(collections.namedtuple(
         "Engine", "strategy target cpu_devices replicas worker_index workers server description")):
     """strategy: None on one device; target: the session target ('' in this process, the

@@ -139,8 +139,10 @@ def test_losses_match_numpy(graph, smooth):
     g_loss = dcgan.generator_loss(tf.constant(fake_logits))
     with session(graph) as sess:
         d_value, g_value = sess.run([d_loss, g_loss])
+
     # The formula, written out: -[y log s(l) + (1 - y) log(1 - s(l))].
-    sig = lambda x: 1 / (1 + np.exp(-x.astype(np.float64)))  # noqa: E731
+    def sig(x):
+        return 1 / (1 + np.exp(-x.astype(np.float64)))
     expected_d = (np.mean(-((1 - smooth) * np.log(sig(real_logits))
                             + smooth * np.log(1 - sig(real_logits))))
                   + np.mean(-np.log(1 - sig(fake_logits))))
