@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import dcgan
-from machinery import averaged_generator, hyperparameters, sessions, training_step
+from machinery import augmentation, averaged_generator, hyperparameters, sessions, training_step
 from helpers import ROOT, session, values_by_name
 
 tf1 = tf.compat.v1
@@ -263,15 +263,22 @@ def test_the_conditional_fused_step_equals_the_conditional_reference():
         assert np.abs(got[name] - value).mean() <= 0.10 * distance, name
 
 
-def test_a_conditional_model_takes_both_classes_and_its_sampler_the_generated_ones(graph):
-    model = training_step.build_model(1, image_size=16, g_steps=1, num_classes=3,
-                                      g_ema_decay=0.9)
+@pytest.mark.parametrize("image_size, precision, augment", [
+    (16, "float32", ()), (16, "bfloat16", ("translation", "cutout", "color")),
+    pytest.param(64, "float32", ("cutout",), marks=pytest.mark.slow)])
+def test_a_conditional_model_takes_both_classes_and_its_sampler_the_generated_ones(
+        graph, image_size, precision, augment):
+    model = training_step.build_model(1, image_size=image_size, g_steps=1, num_classes=3,
+                                      g_ema_decay=0.9, precision=precision, augment=augment)
     assert model.num_classes == 3 and model.sampler.labels is model.fake_labels
     assert model.averaged.labels is model.fake_labels and model.averaged.num_classes == 3
     rng = np.random.default_rng(0)
-    feed = {model.real_images: rng.integers(0, 256, (BATCH, 16, 16, 1), dtype=np.uint8),
+    feed = {model.real_images: rng.integers(0, 256, (BATCH, image_size, image_size, 1),
+                                            dtype=np.uint8),
             model.z: rng.uniform(-1, 1, (BATCH, 100)).astype(np.float32),
             model.real_labels: np.arange(BATCH) % 3, model.fake_labels: np.arange(BATCH) % 3}
+    if augment:  # the class is not augmented: the labels are fed as they are
+        feed[model.augment_draws] = augmentation.draws(0, 0, BATCH, model.augment_passes)
     with session(graph) as sess:
         sess.run(tf1.global_variables_initializer())
         sess.run(model.start_average)
