@@ -18,10 +18,10 @@ import collections
 import tensorflow as tf
 
 from machinery import layers
-from machinery.hyperparameters import (ALPHA, BASE_SIDE, BETA1, BN_MOMENTUM, CLASS_EMBEDDING_SIZE,
-                                       CLASS_EMBEDDING_STDDEV, IMAGE_SIZE, INIT_STDDEV,
-                                       LEARNING_RATE, SMOOTH, discriminator_filters,
-                                       generator_filters, image_size_problem)
+from machinery.hyperparameters import (ALPHA, BASE_SIDE, BETA1, BN_MOMENTUM, IMAGE_SIZE,
+                                       INIT_STDDEV, LEARNING_RATE, SMOOTH,
+                                       discriminator_filters, generator_filters,
+                                       image_size_problem)
 
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()
@@ -77,7 +77,7 @@ def generator(z, output_dim, reuse=False, training=True, precision="float32",
       sync_batch_norm: in training mode under a tf.distribute strategy, normalize with the
         statistics of all replicas' batches together.
       labels, num_classes: a conditional generator's int32 classes [batch], of `num_classes`:
-        z is joined with a learned embedding of the class (CLASS_EMBEDDING_SIZE values).
+        z is joined with the class as one-hot (num_classes values).
 
     Returns:
       A float32 tensor [batch, image_size, image_size, output_dim] in [-1, 1].
@@ -98,8 +98,7 @@ def generator(z, output_dim, reuse=False, training=True, precision="float32",
         base_filters, *hidden_filters = generator_filters(image_size)
         x = tf.cast(z, dtype)
         if labels is not None:
-            x = tf.concat([x, layers.class_embedding(labels, num_classes, CLASS_EMBEDDING_SIZE,
-                                                     "class", CLASS_EMBEDDING_STDDEV, dtype)], 1)
+            x = tf.concat([x, tf.one_hot(labels, num_classes, dtype=dtype)], 1)
         x = layers.dense(x, BASE_SIDE * BASE_SIDE * base_filters, "dense1", use_bias=False)
         x = tf.reshape(x, [-1, BASE_SIDE, BASE_SIDE, base_filters])
         x = tf.nn.relu(layers.batch_norm(x, training, "bn1", momentum=stats_momentum,

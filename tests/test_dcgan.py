@@ -273,15 +273,13 @@ def test_value_errors(graph):
 
 
 # --- A conditional DCGAN (--conditional) -----------------------------------------------------
-def test_conditional_networks_add_a_class_embedding_and_a_projection_only(graph):
+def test_conditional_networks_add_a_one_hot_class_and_a_projection_only(graph):
     z = tf1.placeholder(tf.float32, [None, hyperparameters.Z_DIM])
     labels = tf1.placeholder(tf.int32, [None])
     images = dcgan.generator(z, 3, labels=labels, num_classes=7)
     probability, logits = dcgan.discriminator(images, labels=labels, num_classes=7)
     shapes = {v.op.name: v.shape.as_list() for v in tf1.global_variables()}
-    size = hyperparameters.CLASS_EMBEDDING_SIZE
-    assert shapes["generator/class/embedding"] == [7, size]
-    assert shapes["generator/dense1/kernel"] == [hyperparameters.Z_DIM + size, 4 * 4 * 512]
+    assert shapes["generator/dense1/kernel"] == [hyperparameters.Z_DIM + 7, 4 * 4 * 512]  # one-hot
     assert shapes["discriminator/projection/embedding"] == [7, 4 * 4 * 256]
     plain = {name for name in shapes if "class" not in name and "projection" not in name}
     with tf.Graph().as_default():  # seeded: an earlier test may have turned determinism on

@@ -257,7 +257,7 @@ def test_the_conditional_fused_step_equals_the_conditional_reference():
                 sess.run(model.train_step, {model.real_images: images, model.z: noise,
                                             model.real_labels: reals, model.fake_labels: fakes})
             got = values_by_name(sess)
-    assert {"generator/class/embedding", "discriminator/projection/embedding"} <= set(expected)
+    assert "discriminator/projection/embedding" in expected
     for name, value in expected.items():  # the bound and its reasons: the unconditional test's
         distance = np.abs(value - initial[name]).mean()
         assert np.abs(got[name] - value).mean() <= 0.10 * distance, name
