@@ -37,7 +37,7 @@ tf1 = tf.compat.v1
 FEATURE_SIZE = 256
 SEED = 0
 BATCH = 500
-FLAT_FOLDER_SPACE = "random-cnn-v1"  # provisional: the lead's measurement decides (studies.py)
+FLAT_FOLDER_SPACE = "random-cnn-v1"  # chosen by measurement (docs/measuring.md): studies.py spaces
 
 
 def _rgb(images):
