@@ -391,22 +391,19 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         lines, numbers = run_study(args)
+        print("\n".join(lines))
+        if numbers is not None and getattr(args, "out", None):
+            # (NumPy numbers made plain first: write_json takes what json.dumps does)
+            errors.write_or_fail(args.out, durable.write_json,
+                                 json.loads(json.dumps(numbers, default=float)),
+                                 unsaved="the numbers are above")
+            print(f"wrote {args.out}")
     except data.DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except errors.RunError as error:  # a snapshot that is not a run, a folder moved...
+    except errors.RunError as error:  # a snapshot not a run, a folder moved, --out unwritable
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    print("\n".join(lines))
-    if numbers is not None and getattr(args, "out", None):
-        try:
-            # (NumPy numbers made plain first: write_json takes what json.dumps does)
-            durable.write_json(args.out, json.loads(json.dumps(numbers, default=float)))
-        except OSError as error:
-            print(f"error: cannot write {args.out} ({errors.cause(error)}); the numbers are "
-                  f"above", file=sys.stderr)
-            return 1
-        print(f"wrote {args.out}")
     return 0
 
 

@@ -68,6 +68,20 @@ def test_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys, study):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_an_out_file_that_cannot_be_written_is_one_line_after_the_table(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(studies, "run_study", lambda args: (["the table"], {"n": np.int64(5)}))
+    out = tmp_path / "missing-folder" / "numbers.json"
+    assert studies.main(["digits", "run", "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "the table\n" and not out.exists()
+    assert captured.err.startswith(f"error: cannot write {out} (") and \
+        captured.err.rstrip().endswith("the numbers are above") and captured.err.count("\n") == 1
+    good = tmp_path / "numbers.json"
+    assert studies.main(["digits", "run", "--out", str(good)]) == 0
+    assert json.loads(good.read_text()) == {"n": 5}
+
+
 @pytest.mark.slow
 def test_the_spaces_and_sample_size_studies_on_a_small_labeled_folder(
         tmp_path, monkeypatch, capsys):
