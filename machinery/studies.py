@@ -1,4 +1,5 @@
-"""The measurements docs/quality.md publishes, from the command line (run from the project folder):
+"""The measurements docs/measuring.md and docs/augmentation.md publish, from the command line (run
+from the project folder):
 
   python -m machinery.studies spaces RUN[@CHECKPOINT] ...   the flat-folder feature spaces against
                                                             the class-based numbers
