@@ -27,11 +27,13 @@ HEALTH_FIELDS = ("d_real_sign", "augment_p")
 METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, *QUALITY_FIELDS, "time", *HEALTH_FIELDS)
 # The layouts of earlier versions, told apart from this one by their number of fields: the
 # first (538f904 to 391f6ea) had no quality columns, the second (cb75821 to 268e59b) no KID and
-# no health columns.
+# no health columns, the third (016da8e to 5bf0195) the health columns but no KID.
 FIRST_METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, "time")
 SECOND_METRIC_FIELDS = ("step", "epoch", *LOSS_FIELDS, *CLASS_QUALITY_FIELDS, "time")
+THIRD_METRIC_FIELDS = (*SECOND_METRIC_FIELDS, *HEALTH_FIELDS)
 _METRIC_LAYOUTS = {len(fields): fields
-                   for fields in (METRIC_FIELDS, SECOND_METRIC_FIELDS, FIRST_METRIC_FIELDS)}
+                   for fields in (METRIC_FIELDS, THIRD_METRIC_FIELDS, SECOND_METRIC_FIELDS,
+                                  FIRST_METRIC_FIELDS)}
 _INTEGER_METRICS = ("step", "epoch")
 # A row is under 300 bytes; a line past this is damage (say, a zero-filled tail after a power
 # cut) and is skipped without being held in memory.
@@ -114,9 +116,9 @@ def _parse_metrics(path):
 def read_metrics(path):
     """The rows of the metrics.csv at `path` (a RunDir's metrics_path) as dicts: step and epoch
     ints, the rest floats, empty fields left out; none when there is no file. Every layout a
-    version of train.py wrote is read (FIRST_ and SECOND_METRIC_FIELDS too). The file is read
-    line by line, with no quoting: a damaged line (cut short by a kill, garbage, a stray quote,
-    NULs, not UTF-8, overlong) costs that line only, with a note."""
+    version of train.py wrote is read (FIRST_, SECOND_ and THIRD_METRIC_FIELDS too). The file is
+    read line by line, with no quoting: a damaged line (cut short by a kill, garbage, a stray
+    quote, NULs, not UTF-8, overlong) costs that line only, with a note."""
     rows, damaged = _parse_metrics(path)
     if damaged:
         print(f"{path}: skipped {len(damaged)} damaged line(s) "

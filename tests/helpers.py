@@ -36,6 +36,9 @@ FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 FIRST_METRICS = os.path.join(FIXTURES, "metrics_538f904.csv")
 FIRST_CONFIG = os.path.join(FIXTURES, "config_538f904.json")
 QUALITY_METRICS = os.path.join(FIXTURES, "metrics_cb75821.csv")
+# The first 12 rows of the metrics.csv 016da8e's train.py wrote (health columns, no KID) in a run
+# of docs/augmentation.md: 500 digits, batch 64, --augment translation,cutout,color --augment-p 1.
+HEALTH_METRICS = os.path.join(FIXTURES, "metrics_016da8e.csv")
 TEST_CPU_DEVICES = 2  # logical CPU devices in the test process, for --devices 2 (tf.distribute)
 
 

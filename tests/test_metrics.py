@@ -9,8 +9,8 @@ import pytest
 
 import train
 from machinery import metrics
-from helpers import (FIRST_METRICS, QUALITY_METRICS, assert_intact, metric_steps, one_error_line,
-                     snapshot, train_args)
+from helpers import (FIRST_METRICS, HEALTH_METRICS, QUALITY_METRICS, assert_intact, metric_steps,
+                     one_error_line, snapshot, train_args)
 
 
 # --- metrics.csv ---------------------------------------------------------------------------------
@@ -30,6 +30,18 @@ def test_metrics_of_every_earlier_layout_are_read_with_their_types(tmp_path):
     assert [(row["step"], "d_loss" in row, "classifier_score" in row) for row in rows] == [
         (2, True, False), (4, True, False), (4, False, True), (6, True, False), (8, True, False),
         (8, False, True)]
+    health = tmp_path / "health"
+    health.mkdir()
+    shutil.copyfile(HEALTH_METRICS, health / "metrics.csv")
+    rows = metrics.read_metrics(str(health / "metrics.csv"))
+    assert [row["step"] for row in rows] == list(range(10, 130, 10))
+    assert all(row["augment_p"] == 1.0 and -1 <= row["d_real_sign"] <= 1 for row in rows)
+    assert repr(rows[0]["d_real_sign"]) == open(HEALTH_METRICS).read().splitlines()[1].split(
+        ",")[-2]
+    assert len({len(layout) for layout in (metrics.FIRST_METRIC_FIELDS,
+                                           metrics.SECOND_METRIC_FIELDS,
+                                           metrics.THIRD_METRIC_FIELDS,
+                                           metrics.METRIC_FIELDS)}) == 4  # told apart by length
 
 
 @pytest.mark.slow
