@@ -1,7 +1,7 @@
-"""The pictures of a run: sample grids, the training as an animated GIF, the loss plot and the
-quality plot. All matplotlib (and Pillow) lives here, on the Agg backend (files only, no display:
-servers and CI), imported on first use because it is slow to import. Every file is written
-atomically (durable.atomic_write)."""
+"""The pictures of a run: sample grids, the training as an animated GIF, the loss plot, the
+quality plot and the training-health plot. All matplotlib (and Pillow) lives here, on the Agg
+backend (files only, no display: servers and CI), imported on first use because it is slow to
+import. Every file is written atomically (durable.atomic_write)."""
 import io
 import os
 
@@ -149,6 +149,51 @@ def save_quality_plot(path, rows, num_classes=data.NUM_CLASSES):
         axis.grid(alpha=0.3)
     figure.tight_layout()
     save_figure(figure, path)
+
+
+HEALTH_WINDOW_STEPS = 100  # one row is one logging interval (r_t of 10 steps): too noisy to read
+
+
+def rolling_means(steps, values, window_steps=HEALTH_WINDOW_STEPS):
+    """Each value replaced by the mean of the values logged in the `window_steps` steps up to and
+    including it (fewer at the start): the curve of a noisy per-interval number."""
+    steps, values = np.asarray(steps, np.float64), np.asarray(values, np.float64)
+    sums = np.concatenate([[0.0], np.cumsum(values)])
+    first = np.searchsorted(steps, steps - window_steps, side="right")
+    return (sums[1:] - sums[first]) / (np.arange(1, len(values) + 1) - first)
+
+
+def save_health_plot(path, runs, target=None, alarm=None, window_steps=HEALTH_WINDOW_STEPS):
+    """The training health of runs side by side, against the step: d_real_sign (with the
+    adaptive p's target and the health line's alarm level, when given), augment_p, and D's and
+    G's losses, each a rolling mean over `window_steps` steps. `runs`: (label, metrics rows)."""
+    plt = _pyplot()
+
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for label, rows in runs:
+        rows = [row for row in rows if "d_real_sign" in row]
+        steps = [row["step"] for row in rows]
+        line, = axes[0].plot(steps, rolling_means(steps, [row["d_real_sign"] for row in rows],
+                                                  window_steps), label=label, linewidth=1)
+        axes[1].plot(steps, [row.get("augment_p", 0.0) for row in rows], label=label,
+                     linewidth=1, color=line.get_color())
+        for field, style in (("d_loss", "-"), ("g_loss", ":")):
+            axes[2].plot(steps, rolling_means(steps, [row[field] for row in rows], window_steps),
+                         style, linewidth=1, color=line.get_color())
+    for level, name in ((target, "target"), (alarm, "health line")):
+        if level is not None:
+            axes[0].axhline(level, color="gray", linestyle="--", linewidth=0.6)
+            axes[0].annotate(name, (0, level), fontsize=7, color="gray")
+    for axis, title in zip(axes, (f"d_real_sign, mean over {window_steps} steps",
+                                  "augment_p",
+                                  f"D loss (solid), G loss (dotted), mean over {window_steps} "
+                                  f"steps")):
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+    axes[1].legend(fontsize=6)
+    figure.tight_layout()
+    save_figure(figure, path, dpi=100)
 
 
 def save_figure(figure, path, dpi=80):

@@ -20,7 +20,6 @@ and KID with the classifier's. A space that ranks the runs as the classes do has
 near 1. Each prints a table and, with --out, writes its numbers as JSON.
 """
 import argparse
-import csv
 import json
 import os
 import sys
@@ -35,8 +34,8 @@ if __name__ == "__main__":
 
 import data  # noqa: E402  (TensorFlow: after the filter)
 from machinery import (classifiers, durable, errors, evaluation, feature_cache,  # noqa: E402
-                       feature_spaces, image_rows, inception, kid, metrics, near_copies, quality,
-                       run_directory, sampling)
+                       feature_spaces, hyperparameters, image_rows, inception, kid, metrics,
+                       near_copies, pictures, quality, run_directory, sampling, training_health)
 
 
 def correlations(reference, values):
@@ -295,24 +294,11 @@ def digit_lines(table):
 
 
 def plot_health(items, path):
-    """d_real_sign and augment_p (metrics.csv) of the runs, against the step, in one figure."""
-    from machinery import pictures
-
-    figure = pictures._pyplot().figure(figsize=(10, 4))
-    sign_axes, p_axes = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
-    for item in items:
-        run, _ = parse_item(item)
-        with open(run.metrics_path, newline="") as handle:  # by its header: any layout with one
-            rows = [row for row in csv.DictReader(handle) if row.get("d_real_sign")]
-        steps = [int(row["step"]) for row in rows]
-        sign_axes.plot(steps, [float(row["d_real_sign"]) for row in rows], label=item,
-                       linewidth=0.8)
-        p_axes.plot(steps, [float(row["augment_p"] or 0.0) for row in rows], label=item,
-                    linewidth=0.8)
-    sign_axes.set(title="d_real_sign (r_t over 10 steps)", xlabel="step")
-    p_axes.set(title="augment_p", xlabel="step")
-    p_axes.legend(fontsize=6)
-    pictures.save_figure(figure, path, dpi=100)
+    """d_real_sign, augment_p and the losses (metrics.csv) of the runs, against the step, in
+    one figure; d_real_sign with the adaptive p's target and the health line's alarm level."""
+    runs = [(item, metrics.read_metrics(parse_item(item)[0].metrics_path)) for item in items]
+    pictures.save_health_plot(path, runs, target=hyperparameters.AUGMENT_TARGET,
+                              alarm=training_health.MEMORISING_SIGN)
 
 
 # --- The command line --------------------------------------------------------------------------
