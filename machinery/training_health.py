@@ -11,6 +11,8 @@ Both are read from what the step already logs, over the last WINDOW steps:
               labels are 1 - s, so its cross-entropy cannot go below the binary entropy of
               1 - s: 0.325 nats at s = 0.1) while G's loss keeps rising: G gets no useful
               gradient.
+A resume picks the steps up from metrics.csv (`resume`), so a run trained in chunks shorter than
+WINDOW is watched as one run would be; each process says a line at most once.
 """
 import collections
 import math
@@ -35,6 +37,26 @@ class TrainingHealth:
         self.floor, self.augmenting = loss_floor(smooth), augmenting
         self.recent = collections.deque(maxlen=2 * WINDOW)  # (d_loss, g_loss, d_real_sign)
         self.said = set()
+
+    def resume(self, rows):
+        """Fills the window from metrics.csv's rows (metrics.read_metrics dicts, oldest first, up
+        to the resumed step). A row of losses holds d_real_sign's mean over the steps since the
+        row before it, so it stands for each of those steps: exact for d_real_sign's window mean,
+        one sampled step for the losses. Evaluation rows (no losses) are passed over; a row
+        without d_real_sign (a layout older than the line) or after a gap longer than WINDOW
+        ends what came before it."""
+        previous = 0
+        for row in rows:
+            if "d_loss" not in row or "g_loss" not in row:
+                continue
+            span, previous = row["step"] - previous, row["step"]
+            if "d_real_sign" not in row:
+                self.recent.clear()
+                continue
+            if not 0 < span <= WINDOW:
+                self.recent.clear()
+                span = 1
+            self.recent.extend([(row["d_loss"], row["g_loss"], row["d_real_sign"])] * span)
 
     def observe(self, d_loss, g_loss, d_real_sign):
         self.recent.append((d_loss, g_loss, d_real_sign))

@@ -51,6 +51,7 @@ class Trainer:
         self.traced = False
         self.window_start, self.window_steps, self.window_signs = time.perf_counter(), 0, []
         self.health = training_health.TrainingHealth(args.smooth, bool(args.augment))
+        self.health.resume(log.rows)  # a resumed run's window goes on from metrics.csv
 
     def run_step(self, indices, stop_wanted=False):
         """One training step; returns ((d_loss, g_loss, d_real, d_fake, d_real_sign, augment_p),
