@@ -109,3 +109,9 @@ def test_the_size_limits_hold():
             if size > (MAX_CLASS_LINES if kind == "class" else MAX_FUNCTION_LINES):
                 too_long.append((f"{module}.{name}", size))
     assert too_long == []
+
+
+def test_a_passing_tests_files_are_deleted(pytestconfig):
+    """pytest.ini: the slow tier writes 9-13 GB a session; pytest keeps 3 sessions by default."""
+    assert pytestconfig.getini("tmp_path_retention_policy") == "failed"
+    assert pytestconfig.inipath == pytestconfig.rootpath / "pytest.ini"
