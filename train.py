@@ -44,8 +44,21 @@ DEFAULT_WORKER_TIMEOUT = 600
 
 
 def build_parser():
+    """train.py's flags, in the groups --help shows."""
     parser = options.new_parser("Train a DCGAN (TF1 graph mode) on SVHN, MNIST, CIFAR-10 or a "
                                 "folder of your own images.")
+    add_data_flags(parser)
+    add_model_flags(parser)
+    add_training_flags(parser)
+    add_augmentation_flags(parser)
+    add_output_flags(parser)
+    add_performance_flags(parser)
+    add_devices_flags(parser)
+    return parser
+
+
+def add_data_flags(parser):
+    """What to train on: a named dataset or a folder, and where its files live."""
     group = parser.add_argument_group("data")
     add = group.add_argument
     add("--dataset", default="svhn", choices=(*data.DATASETS, data.FOLDER),
@@ -68,6 +81,9 @@ def build_parser():
     add("--skip-checksum", action="store_true",
         help="do not compare data files with their published MD5 (for custom files)")
 
+
+def add_model_flags(parser):
+    """The networks' shape (the paper's numbers are the defaults)."""
     group = parser.add_argument_group("model (the paper's numbers are the defaults)")
     add = group.add_argument
     add("--image-size", type=options.IMAGE_SIZE, default=hyperparameters.IMAGE_SIZE,
@@ -89,6 +105,9 @@ def build_parser():
              "after each G update with this decay (0: off; 0.99 suits runs of hundreds of "
              "steps); grids and evaluations then use it")
 
+
+def add_training_flags(parser):
+    """The optimisation: length, batch, Adam, label smoothing, g-steps, seed."""
     group = parser.add_argument_group("training")
     add = group.add_argument
     add("--epochs", type=options.EPOCHS, default=DEFAULT_EPOCHS, help="total epochs of the run")
@@ -109,6 +128,9 @@ def build_parser():
     add("--deterministic", action="store_true",
         help="deterministic TensorFlow kernels: the same seed gives the same numbers (slower)")
 
+
+def add_augmentation_flags(parser):
+    """Augmentation, for a few hundred to a few thousand pictures."""
     group = parser.add_argument_group(
         "augmentation (not in the paper; for a few hundred to a few thousand pictures)")
     add = group.add_argument
@@ -127,6 +149,9 @@ def build_parser():
         help="mirror real images left to right at random (the real ones only); off by "
              "default: wrong for digits and text, whose mirror images are neither")
 
+
+def add_output_flags(parser):
+    """The run directory, its logs, grids and evaluations."""
     group = parser.add_argument_group("output and logging")
     add = group.add_argument
     add("--out", default=None, help="run directory (default: runs/<dataset>)")
@@ -146,6 +171,9 @@ def build_parser():
     add("--eval-num", type=EVAL_NUM, default=quality.DEFAULT_NUM,
         help="generated images per evaluation, compared with as many real ones")
 
+
+def add_performance_flags(parser):
+    """Precision and threads."""
     group = parser.add_argument_group("performance")
     add = group.add_argument
     add("--precision", default="float32", choices=hyperparameters.PRECISIONS,
@@ -157,6 +185,9 @@ def build_parser():
     add("--inter-op-threads", type=options.THREADS, default=0,
         help="ops run at once (0: TensorFlow's choice; with several workers at least 4)")
 
+
+def add_devices_flags(parser):
+    """Several devices on this machine, or several machines (tf.distribute)."""
     group = parser.add_argument_group(
         "several devices (tf.distribute; machines: the TF_CONFIG environment variable)")
     add = group.add_argument
@@ -168,7 +199,6 @@ def build_parser():
              "(so N replicas compute what one device does)")
     add("--worker-timeout", type=WORKER_TIMEOUT, default=DEFAULT_WORKER_TIMEOUT, metavar="SECONDS",
         help="with TF_CONFIG: how long a step waits for the other workers before the run stops")
-    return parser
 
 
 def parse_args(argv=None):
