@@ -75,6 +75,9 @@ def kernel_distance(features_a, features_b, num_subsets=NUM_SUBSETS, subset_size
         raise ValueError(f"num_subsets must be at least 1 and subset_size at least {MIN_ROWS}, "
                          f"got {num_subsets} and {subset_size}")
     m = min(len(a), len(b), subset_size)
+    if m == len(a) == len(b):
+        # Every subset would be both sets whole: the one estimate is every subset's, no spread.
+        return float(unbiased_mmd2(np.asarray(a), np.asarray(b))), 0.0
     rng = np.random.default_rng(seed)
     estimates = np.empty(num_subsets)
     for index in range(num_subsets):

@@ -180,9 +180,13 @@ def real_images(dataset, num, seed=0):
 
 
 def format_kid(result):
-    """'KID 0.0123 (sd 0.0011 over 100 subsets of 1,000)', or '' for a result saved before KID."""
+    """'KID 0.0123 (sd 0.0011 over 100 subsets of 1,000)', or '' for a result saved before KID;
+    with both sets of one subset's size: 'KID 0.0123 (one subset: both sets whole, so no sd)'."""
     if "kid" not in result:
         return ""
+    size = result.get("kid_subset_size")
+    if size is not None and result.get("num_generated") == size == result.get("num_real"):
+        return f"KID {result['kid']:.4f} (one subset: both sets whole, so no sd)"
     return (f"KID {result['kid']:.4f} (sd {result['kid_std']:.4f} over "
             f"{result.get('kid_subsets', kid.NUM_SUBSETS)} subsets of "
             f"{result.get('kid_subset_size', kid.SUBSET_SIZE):,})")

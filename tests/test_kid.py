@@ -43,6 +43,24 @@ def test_it_is_the_estimators_definition():
     assert mean == pytest.approx(direct_mmd2(x, y), rel=1e-12) and std < 1e-9
 
 
+def test_sets_of_one_subsets_size_are_measured_once_and_said_to_have_no_sd(monkeypatch):
+    rng = np.random.default_rng(2)
+    x, y = gaussian(rng, 40, 5), gaussian(rng, 40, 5, shift=0.3)
+    calls = []
+    measure = kid.unbiased_mmd2
+    monkeypatch.setattr(kid, "unbiased_mmd2", lambda a, b: calls.append(len(a)) or measure(a, b))
+    assert kid.kernel_distance(x, y, num_subsets=100) == (measure(x, y), 0.0)
+    assert calls == [40]  # once: the other 99 subsets would be the same two whole sets
+    kid.kernel_distance(x, y, num_subsets=5, subset_size=30)
+    assert calls[1:] == [30] * 5
+    whole = {"kid": 0.01234, "kid_std": 0.0, "kid_subsets": 100, "kid_subset_size": 40,
+             "num_generated": 40, "num_real": 40}
+    assert quality.format_kid(whole) == "KID 0.0123 (one subset: both sets whole, so no sd)"
+    drawn = dict(whole, kid_std=0.0011, kid_subset_size=1000, num_generated=1000, num_real=5000)
+    assert quality.format_kid(drawn) == "KID 0.0123 (sd 0.0011 over 100 subsets of 1,000)"
+    assert quality.format_kid({"frechet_distance": 3.0}) == ""  # saved before KID
+
+
 def test_a_shift_is_positive_and_grows():
     rng = np.random.default_rng(3)
     real = gaussian(rng, 2000, 32)
