@@ -70,7 +70,7 @@ def inception_numbers(net, generated, real_rows, seed, dataset, cache_path):
     kid_mean, kid_std = kid.kernel_distance(features, real, seed=seed)
     return {"frechet_distance": quality.frechet_distance(features, real), "kid": kid_mean,
             "kid_std": kid_std, "kid_subsets": kid.NUM_SUBSETS,
-            "kid_subset_size": min(len(features), len(real), kid.SUBSET_SIZE),
+            "kid_subset_size": kid.rows_per_subset(len(features), len(real)),
             "feature_space": net.name, "graph": os.path.abspath(net.path), "graph_md5": net.md5,
             "num_generated": len(features), "num_real": len(real)}
 

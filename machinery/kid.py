@@ -46,6 +46,17 @@ def unbiased_mmd2(x, y, degree=KERNEL_DEGREE, coef0=KERNEL_COEF0):
     return float(within - 2.0 * k_xy.mean())
 
 
+def rows_per_subset(n_a, n_b, subset_size=SUBSET_SIZE):
+    """The rows each subset draws from each set: a set smaller than subset_size shrinks it."""
+    return min(n_a, n_b, subset_size)
+
+
+def one_subset(n_a, n_b, subset_size=SUBSET_SIZE):
+    """Whether every subset is both sets whole (one size, at most subset_size): then every
+    subset gives the one estimate, and the standard deviation over them says nothing."""
+    return n_a == n_b <= subset_size
+
+
 def kernel_distance(features_a, features_b, num_subsets=NUM_SUBSETS, subset_size=SUBSET_SIZE,
                     seed=0):
     """KID of two feature sets: the mean and standard deviation of MMD^2 over random subsets.
@@ -74,10 +85,9 @@ def kernel_distance(features_a, features_b, num_subsets=NUM_SUBSETS, subset_size
     if num_subsets < 1 or subset_size < MIN_ROWS:
         raise ValueError(f"num_subsets must be at least 1 and subset_size at least {MIN_ROWS}, "
                          f"got {num_subsets} and {subset_size}")
-    m = min(len(a), len(b), subset_size)
-    if m == len(a) == len(b):
-        # Every subset would be both sets whole: the one estimate is every subset's, no spread.
-        return float(unbiased_mmd2(np.asarray(a), np.asarray(b))), 0.0
+    if one_subset(len(a), len(b), subset_size):
+        return unbiased_mmd2(a, b), 0.0  # the other subsets would repeat it
+    m = rows_per_subset(len(a), len(b), subset_size)
     rng = np.random.default_rng(seed)
     estimates = np.empty(num_subsets)
     for index in range(num_subsets):

@@ -127,7 +127,7 @@ def quality(classifier, generated, real, seed=0, real_outputs=None, generated_ou
         "frechet_distance": frechet_distance(gen_features, real_features),
         "kid": kid_mean, "kid_std": kid_std,
         "kid_subsets": kid.NUM_SUBSETS,
-        "kid_subset_size": min(len(generated), len(real), kid.SUBSET_SIZE),
+        "kid_subset_size": kid.rows_per_subset(len(generated), len(real)),
         "real_frechet_distance": frechet_distance(real_features[first], real_features[second]),
         "num_generated": len(generated), "num_real": len(real), "num_real_half": int(half),
         "image_size": int(image_size), "scored_size": data.IMAGE_SIZE,
@@ -184,8 +184,8 @@ def format_kid(result):
     with both sets of one subset's size: 'KID 0.0123 (one subset: both sets whole, so no sd)'."""
     if "kid" not in result:
         return ""
-    size = result.get("kid_subset_size")
-    if size is not None and result.get("num_generated") == size == result.get("num_real"):
+    sizes = [result.get(key) for key in ("num_generated", "num_real", "kid_subset_size")]
+    if None not in sizes and kid.one_subset(*sizes):
         return f"KID {result['kid']:.4f} (one subset: both sets whole, so no sd)"
     return (f"KID {result['kid']:.4f} (sd {result['kid_std']:.4f} over "
             f"{result.get('kid_subsets', kid.NUM_SUBSETS)} subsets of "
